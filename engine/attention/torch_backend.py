@@ -1,0 +1,100 @@
+"""Reference attention on the paged cache in plain torch: runs on any device, and is the
+ground truth the triton kernels are tested against."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.attention.metadata import AttentionMetadata
+
+
+def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    # k, v: [num_tokens, num_kv_heads, head_dim]; caches: [num_blocks, block_size, num_kv_heads, head_dim]
+    num_blocks, block_size, kv_heads, head_dim = k_cache.shape
+    k_cache.view(num_blocks * block_size, kv_heads, head_dim).index_copy_(0, slot_mapping, k.to(k_cache.dtype))
+    v_cache.view(num_blocks * block_size, kv_heads, head_dim).index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+
+
+def _gather_context(cache: torch.Tensor, blocks: torch.Tensor, seq_len: int) -> torch.Tensor:
+    # cache: [num_blocks, block_size, kv_heads, head_dim]; blocks: [n] -> [seq_len, kv_heads, head_dim]
+    return cache[blocks].flatten(0, 1)[:seq_len]
+
+
+def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                   block_tables: torch.Tensor, seq_lens: torch.Tensor, max_seq_len: int,
+                   scale: float) -> torch.Tensor:
+    """One new token per sequence, batched: q [B, H, D] -> [B, H, D]."""
+    batch, heads, head_dim = q.shape
+    block_size = k_cache.shape[1]
+    num_blocks_needed = (max_seq_len + block_size - 1) // block_size
+    table = block_tables[:, :num_blocks_needed]  # [B, nb]
+    # k, v: [B, nb * block_size, kv_heads, D] -> [B, kv_heads, L, D]
+    k = k_cache[table].flatten(1, 2).transpose(1, 2)
+    v = v_cache[table].flatten(1, 2).transpose(1, 2)
+    positions = torch.arange(k.shape[2], device=q.device)
+    mask = (positions[None, :] < seq_lens[:, None].to(positions.dtype))[:, None, None, :]  # [B,1,1,L]
+    out = F.scaled_dot_product_attention(
+        q.unsqueeze(2), k, v, attn_mask=mask, scale=scale, enable_gqa=heads != k.shape[1]
+    )  # [B, H, 1, D]
+    return out.squeeze(2)
+
+
+def _attend_one(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                blocks: torch.Tensor, seq_len: int, scale: float) -> torch.Tensor:
+    """One sequence with q_len new tokens at the end of its seq_len context: q [q_len, H, D]."""
+    q_len, heads, _ = q.shape
+    k = _gather_context(k_cache, blocks, seq_len).transpose(0, 1)  # [kv_heads, seq_len, D]
+    v = _gather_context(v_cache, blocks, seq_len).transpose(0, 1)
+    qh = q.transpose(0, 1)  # [H, q_len, D]
+    gqa = heads != k.shape[0]
+    if q_len == seq_len:
+        out = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    else:
+        q_pos = torch.arange(seq_len - q_len, seq_len, device=q.device)
+        k_pos = torch.arange(seq_len, device=q.device)
+        mask = k_pos[None, :] <= q_pos[:, None]  # [q_len, seq_len]
+        out = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+    return out.transpose(0, 1)  # [q_len, H, D]
+
+
+def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+           meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    if meta.is_decode_only:
+        return _attend_decode(q, k_cache, v_cache, meta.block_tables, meta.seq_lens,
+                              meta.max_seq_len, scale)
+    out = torch.empty_like(q)
+    block_size = k_cache.shape[1]
+    decode_rows = [i for i, n in enumerate(meta.query_lens_cpu) if n == 1]
+    starts = meta.query_start_loc.tolist()
+    if len(decode_rows) > 1:
+        rows = torch.tensor([starts[i] for i in decode_rows], device=q.device)
+        idx = torch.tensor(decode_rows, device=q.device)
+        seq_lens = meta.seq_lens[idx]
+        max_len = max(meta.seq_lens_cpu[i] for i in decode_rows)
+        out[rows] = _attend_decode(q[rows], k_cache, v_cache, meta.block_tables[idx], seq_lens,
+                                   max_len, scale)
+        done = set(decode_rows)
+    else:
+        done = set()
+    for i in range(meta.num_seqs):
+        if i in done:
+            continue
+        seq_len = meta.seq_lens_cpu[i]
+        blocks = meta.block_tables[i, : (seq_len + block_size - 1) // block_size]
+        s, e = starts[i], starts[i + 1]
+        out[s:e] = _attend_one(q[s:e], k_cache, v_cache, blocks, seq_len, scale)
+    return out
+
+
+class TorchAttentionBackend:
+    name = "torch"
+
+    def store_kv(self, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                 v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+        store_kv(k, v, k_cache, v_cache, slot_mapping)
+
+    def attend(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+               meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        return attend(q, k_cache, v_cache, meta, scale)

@@ -1,0 +1,63 @@
+"""What a request can ask to be constrained to. Plain frozen values, hashable for the cache."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal, Union
+
+
+@dataclass(frozen=True)
+class JsonSchema:
+    schema_json: str  # the schema, serialized (sorted keys) so the spec is hashable
+
+    @staticmethod
+    def of(schema: dict | bool) -> JsonSchema:
+        return JsonSchema(json.dumps(schema, sort_keys=True, ensure_ascii=False))
+
+    @property
+    def schema(self) -> dict | bool:
+        return json.loads(self.schema_json)
+
+
+@dataclass(frozen=True)
+class JsonObject:
+    """Any JSON object (OpenAI's response_format json_object)."""
+
+
+@dataclass(frozen=True)
+class Regex:
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    parameters_json: str  # JSON schema of the arguments, serialized with sorted keys
+    description: str = ""
+
+    @staticmethod
+    def of(name: str, parameters: dict | None, description: str = "") -> ToolSpec:
+        params = parameters if parameters else {"type": "object", "properties": {}}
+        return ToolSpec(name, json.dumps(params, sort_keys=True, ensure_ascii=False), description)
+
+
+ToolChoice = Union[Literal["none", "auto", "required"], str]  # any other string: that tool's name
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Tool calls in the chat format's syntax (hermes: <tool_call>{"name", "arguments"}</tool_call>)."""
+
+    tools: tuple[ToolSpec, ...]
+    tool_choice: ToolChoice = "auto"
+    parallel: bool = True
+    format: str = "hermes"
+
+
+GrammarSpec = Union[JsonSchema, JsonObject, Regex, Choice, ToolCalls]
