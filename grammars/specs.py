@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,12 @@ class ToolSpec:
 
     @staticmethod
     def of(name: str, parameters: dict | None, description: str = "") -> ToolSpec:
-        params = parameters if parameters else {"type": "object", "properties": {}}
+        # no parameters = a function of no arguments: only {} may be passed
+        params = parameters if parameters else {"type": "object", "properties": {}, "additionalProperties": False}
         return ToolSpec(name, json.dumps(params, sort_keys=True, ensure_ascii=False), description)
 
 
-ToolChoice = Union[Literal["none", "auto", "required"], str]  # any other string: that tool's name
+ToolChoice = Literal["none", "auto", "required"] | str  # any other string: that tool's name
 
 
 @dataclass(frozen=True)
@@ -60,4 +61,4 @@ class ToolCalls:
     format: str = "hermes"
 
 
-GrammarSpec = Union[JsonSchema, JsonObject, Regex, Choice, ToolCalls]
+GrammarSpec = JsonSchema | JsonObject | Regex | Choice | ToolCalls

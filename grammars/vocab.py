@@ -1,0 +1,116 @@
+"""Tokenizer → the vocabularies the grammar backends need.
+
+Grammar backends match bytes, not token strings, so every token is decoded to the raw bytes it
+stands for: byte-level BPE (GPT-2, SmolLM2, Qwen2, Llama-3) maps each byte to a printable unicode
+character, SentencePiece (Llama-2 style) writes spaces as '▁' and unknown bytes as '<0xNN>'.
+Special tokens (<|im_end|>, <|im_start|>, …) are never text: they are left out, except that EOS is
+handed to each backend in the way it wants it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from typing import Any
+
+_BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_level_decoder() -> dict[str, int]:
+    """GPT-2's bytes_to_unicode table, inverted: printable char → the byte it encodes."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+def _tokenizer_json(tokenizer: Any) -> dict[str, Any]:
+    return json.loads(tokenizer.backend_tokenizer.to_str())
+
+
+def is_byte_level(tokenizer: Any) -> bool:
+    decoder = _tokenizer_json(tokenizer).get("decoder") or {}
+    if decoder.get("type") == "ByteLevel":
+        return True
+    return any(d.get("type") == "ByteLevel" for d in decoder.get("decoders", []))
+
+
+def special_token_ids(tokenizer: Any) -> set[int]:
+    """Ids of every special (control) token: these never stand for text."""
+    ids = {a["id"] for a in _tokenizer_json(tokenizer).get("added_tokens", []) if a.get("special")}
+    ids.update(int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None)
+    return ids
+
+
+def eos_token_ids(tokenizer: Any) -> list[int]:
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token; grammars need one to know when to stop")
+    return [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+
+
+def _decode_token(token: str, byte_level: bool) -> bytes | None:
+    if byte_level:
+        table = _byte_level_decoder()
+        try:
+            return bytes(table[ch] for ch in token)
+        except KeyError:  # an added non-special token written as plain text (e.g. "<tool_call>")
+            return token.encode("utf-8")
+    fallback = _BYTE_FALLBACK.match(token)
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    return token.replace("▁", " ").encode("utf-8")
+
+
+def token_bytes_table(tokenizer: Any) -> list[bytes | None]:
+    """Index = token id; value = the raw bytes the token writes, None for special tokens."""
+    byte_level = is_byte_level(tokenizer)
+    specials = special_token_ids(tokenizer)
+    vocab: dict[str, int] = tokenizer.get_vocab()
+    table: list[bytes | None] = [None] * (max(vocab.values()) + 1)
+    for token, token_id in vocab.items():
+        if token_id not in specials:
+            table[token_id] = _decode_token(token, byte_level)
+    return table
+
+
+def outlines_vocabulary(tokenizer: Any) -> Any:
+    """outlines_core.Vocabulary built here (its from_pretrained reaches a model hub)."""
+    import outlines_core
+
+    eos = eos_token_ids(tokenizer)[0]
+    by_bytes: dict[bytes, list[int]] = {}
+    for token_id, raw in enumerate(token_bytes_table(tokenizer)):
+        if raw:  # outlines cannot hold an empty token; None = special
+            by_bytes.setdefault(raw, []).append(token_id)
+    return outlines_core.Vocabulary(eos, by_bytes)
+
+
+def llguidance_tokenizer(tokenizer: Any, vocab_size: int | None = None) -> Any:
+    """llguidance's LLTokenizer from the HF fast tokenizer (the Rust tokenizer, no hub)."""
+    import llguidance.hf
+
+    return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_token_ids(tokenizer))
+
+
+def vocab_size_of(tokenizer: Any) -> int:
+    """Ids the tokenizer can produce (added tokens included); the bitmask covers at least these."""
+    return max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A stable identity for cache keys: two loads of the same tokenizer share compiled grammars."""
+    text = tokenizer.backend_tokenizer.to_str()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
