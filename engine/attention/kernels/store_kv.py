@@ -25,11 +25,13 @@ def _store_kv_kernel(
     # One program per new token: its [num_kv_heads, head_dim] tile of k and of v.
     token = tl.program_id(0)
     slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
+    if slot < 0:
+        return  # a padded row
     page = slot // PAGE_SIZE
     offset = slot % PAGE_SIZE
     h = tl.arange(0, BLOCK_H)
     d = tl.arange(0, BLOCK_D)
-    mask = (slot >= 0) & (h[:, None] < NUM_KV_HEADS) & (d[None, :] < HEAD_DIM)
+    mask = (h[:, None] < NUM_KV_HEADS) & (d[None, :] < HEAD_DIM)
     k = tl.load(k_ptr + token * stride_kt + h[:, None] * stride_kh + d[None, :], mask=mask)
     v = tl.load(v_ptr + token * stride_vt + h[:, None] * stride_vh + d[None, :], mask=mask)
     k_dst = k_cache_ptr + page * stride_kcb + offset * stride_kcs + h[:, None] * stride_kch + d[None, :]
