@@ -117,12 +117,10 @@ class LLGuidanceBackend:
             if isinstance(exc, GrammarError):
                 raise
             raise GrammarError(_describe_error(spec, str(exc))) from None
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
-            text, self.ll_tokenizer, limits=self.limits
-        )
-        if is_error:
-            raise GrammarError(_describe_error(spec, messages[0] if messages else ""))
+        # Building the matcher validates the grammar (one parse, not two); errors leave it in
+        # its error state rather than raising.
         template = llguidance.LLMatcher(self.ll_tokenizer, text, log_level=0, limits=self.limits)
         if template.is_error():
             raise GrammarError(_describe_error(spec, template.get_error()))
+        messages = template.get_grammar_warnings()
         return LLGuidanceGrammar(template, self.eos_ids, messages)

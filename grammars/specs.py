@@ -9,11 +9,13 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class JsonSchema:
-    schema_json: str  # the schema, serialized (sorted keys) so the spec is hashable
+    # The schema serialized so the spec is hashable. Key order is kept, not sorted: llguidance
+    # generates properties in the order the schema lists them, and that order is the user's.
+    schema_json: str
 
     @staticmethod
     def of(schema: dict | bool) -> JsonSchema:
-        return JsonSchema(json.dumps(schema, sort_keys=True, ensure_ascii=False))
+        return JsonSchema(json.dumps(schema, ensure_ascii=False))
 
     @property
     def schema(self) -> dict | bool:
@@ -38,14 +40,14 @@ class Choice:
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
-    parameters_json: str  # JSON schema of the arguments, serialized with sorted keys
+    parameters_json: str  # JSON schema of the arguments, serialized in its own key order
     description: str = ""
 
     @staticmethod
     def of(name: str, parameters: dict | None, description: str = "") -> ToolSpec:
         # no parameters = a function of no arguments: only {} may be passed
         params = parameters if parameters else {"type": "object", "properties": {}, "additionalProperties": False}
-        return ToolSpec(name, json.dumps(params, sort_keys=True, ensure_ascii=False), description)
+        return ToolSpec(name, json.dumps(params, ensure_ascii=False), description)
 
 
 ToolChoice = Literal["none", "auto", "required"] | str  # any other string: that tool's name
