@@ -1,0 +1,130 @@
+"""Chat messages -> prompt text with the model's own jinja chat template.
+
+Templates that render `tools` themselves (Qwen2.5's) get the tools and the structured tool_calls /
+tool messages; templates that ignore them (SmolLM2's) get a hermes tool prompt in the system turn
+and calls/results written as text (chat_format/hermes.py). Which kind a template is, is found once
+by rendering a probe with and without a tool. Rendering is a pure function of the messages, so an
+agent's growing conversation renders to a growing prefix and keeps hitting the prefix cache.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.chat_format import hermes
+from gateway.protocol import (
+    AssistantMessage,
+    ChatMessage,
+    SystemMessage,
+    Tool,
+    ToolMessage,
+    content_text,
+)
+
+# ChatML, for models that ship no template (base models).
+DEFAULT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_PROBE_TOOL = {"type": "function", "function": {"name": "sluicegate_probe_tool_3f9c",
+                                                 "description": "probe", "parameters": {"type": "object"}}}
+
+
+def tool_dict(tool: Tool) -> dict[str, Any]:
+    """A tool as the templates (and the hermes prompt) expect it, without unset fields."""
+    fn: dict[str, Any] = {"name": tool.function.name}
+    if tool.function.description is not None:
+        fn["description"] = tool.function.description
+    fn["parameters"] = tool.function.parameters or {"type": "object", "properties": {}}
+    return {"type": "function", "function": fn}
+
+
+def _arguments_object(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments  # not JSON: the template shows the string as sent
+
+
+class ChatRenderer:
+    """Renders chat requests for one tokenizer + template (built once per engine)."""
+
+    def __init__(self, tokenizer: Any, chat_template: str | None) -> None:
+        self.tokenizer = tokenizer
+        self.template = chat_template or DEFAULT_TEMPLATE
+        self.renders_tools = self._detect_tool_support()
+
+    def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        out = self.tokenizer.apply_chat_template(
+            messages, tools=tools, chat_template=self.template, tokenize=False, add_generation_prompt=True)
+        return str(out)
+
+    def _detect_tool_support(self) -> bool:
+        probe = [{"role": "user", "content": "hi"}]
+        try:
+            with_tools = self._apply(probe, [_PROBE_TOOL])
+        except Exception:  # a template that breaks on tools does not render them
+            return False
+        return "sluicegate_probe_tool_3f9c" in with_tools
+
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None) -> str:
+        tool_dicts = [tool_dict(t) for t in tools] if tools else None
+        if self.renders_tools:
+            return self._apply(self._native_messages(messages), tool_dicts)
+        return self._apply(self._hermes_messages(messages, tool_dicts), None)
+
+    def encode(self, text: str) -> list[int]:
+        # the template writes special tokens (and BOS, if any) as text: add none twice
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @staticmethod
+    def _native_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for m in messages:
+            role = "system" if isinstance(m, SystemMessage) else m.role
+            entry: dict[str, Any] = {"role": role, "content": content_text(m.content)}
+            if isinstance(m, AssistantMessage) and m.tool_calls:
+                entry["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.function.name, "arguments": _arguments_object(c.function.arguments)}}
+                    for c in m.tool_calls]
+            if isinstance(m, ToolMessage):
+                entry["tool_call_id"] = m.tool_call_id
+            out.append(entry)
+        return out
+
+    @staticmethod
+    def _hermes_messages(messages: Sequence[ChatMessage],
+                         tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        pending_results: list[str] = []
+
+        def flush_results() -> None:
+            if pending_results:
+                out.append({"role": "user", "content": hermes.render_tool_results(pending_results)})
+                pending_results.clear()
+
+        for m in messages:
+            if isinstance(m, ToolMessage):
+                pending_results.append(content_text(m.content))
+                continue
+            flush_results()
+            if isinstance(m, SystemMessage):
+                out.append({"role": "system", "content": content_text(m.content)})
+            elif isinstance(m, AssistantMessage):
+                calls = [(c.function.name, c.function.arguments) for c in m.tool_calls or []]
+                out.append({"role": "assistant",
+                            "content": hermes.render_assistant_content(content_text(m.content), calls)})
+            else:
+                out.append({"role": m.role, "content": content_text(m.content)})
+        flush_results()
+        if tools:
+            prompt = hermes.tools_system_prompt(tools)
+            if out and out[0]["role"] == "system":
+                out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + prompt}
+            else:
+                out.insert(0, {"role": "system", "content": prompt})
+        return out

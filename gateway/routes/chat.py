@@ -1,0 +1,97 @@
+"""POST /v1/chat/completions: render -> grammar -> n engine requests -> JSON or SSE."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from gateway import errors
+from gateway.chat_output import ChatContext, ChoiceStreamer, build_completion, chunk, usage_of
+from gateway.generation import (
+    ClientDisconnected,
+    Primed,
+    collect,
+    merge,
+    raise_for_output,
+    unless_disconnected,
+)
+from gateway.protocol import ChatCompletionRequest
+from gateway.routes.submit import submit
+from gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
+from gateway.state import AppState, Serving, check_api_key, check_model
+from gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
+
+router = APIRouter(dependencies=[Depends(check_api_key)])
+
+
+def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
+    assert state.renderer is not None
+    try:
+        text = state.renderer.render(body.messages, body.tools)
+    except Exception as exc:  # jinja raises for conversations the template refuses (e.g. role order)
+        raise errors.bad_request(f"The chat template could not render these messages: {exc}",
+                                 param="messages") from exc
+    ids: list[int] = state.renderer.encode(text)
+    return ids
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           state: Serving) -> Response:
+    check_model(state, body.model)
+    n = body.n or 1
+    if n > state.settings.max_n:
+        raise errors.bad_request(f"n must be at most {state.settings.max_n}, got {n}", param="n")
+    grammar = chat_grammar(body)
+    prompt_ids = _prompt_ids(state, body)
+    params = [chat_params(body, grammar, i) for i in range(n)]
+    ctx = ChatContext(
+        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=state.model_name,
+        parse_tools=uses_tool_grammar(body),
+        include_usage=bool(body.stream and body.stream_options and body.stream_options.include_usage),
+        logprobs=bool(body.logprobs), token_text=state.token_text)
+    primed = await submit(request, state, prompt_ids, params, ctx.id)
+    if body.stream:
+        return StreamingResponse(_sse(state, ctx, primed), media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    try:
+        outs = await unless_disconnected(request, collect(primed))
+    except ClientDisconnected:
+        return Response(status_code=499)  # nobody reads it; the engine requests are already aborted
+    for choice_outs in outs:
+        raise_for_output(choice_outs[-1])
+    completion = build_completion(ctx, outs)
+    state.metrics.observe_usage(completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens,
+                                completion.usage.completion_tokens)
+    return JSONResponse(completion.model_dump(mode="json"))
+
+
+async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> AsyncIterator[str]:
+    streamers = [ChoiceStreamer(ctx, i) for i in range(len(primed))]
+    finals: list[object] = [None] * len(primed)
+    try:
+        async with aclosing(merge(primed)) as stream:
+            async for i, out in stream:
+                if out.finished and out.finish_reason == "error":
+                    yield sse_event(errors.server_error(out.error or "generation failed").body())
+                    yield DONE
+                    return
+                for choice in streamers[i].deltas(out):
+                    yield sse_event(chat_chunk_payload(chunk(ctx, [choice]), ctx.include_usage))
+                if out.finished:
+                    finals[i] = out
+    except Exception as exc:  # the stream began with 200: report in-band, as OpenAI does
+        mapped = errors.from_engine_error(exc) or errors.server_error(f"{type(exc).__name__}: {exc}")
+        yield sse_event(mapped.body())
+        yield DONE
+        return
+    usage = usage_of(finals)
+    state.metrics.observe_usage(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens,
+                                usage.completion_tokens)
+    if ctx.include_usage:
+        yield sse_event(chat_chunk_payload(chunk(ctx, [], usage), True))
+    yield DONE
