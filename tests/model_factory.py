@@ -7,6 +7,7 @@ spread that a wrong name, transpose or q/k permutation visibly changes the logit
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -83,17 +84,19 @@ def gguf_name(hf_name: str) -> str:
     return f"blk.{layer}.{_HF_TO_GGUF_LAYER[part]}.{kind}"
 
 
-def make_tiny_gguf(path: Path, hf_dir: Path, qtype: GGMLQuantizationType) -> Path:
+def make_tiny_gguf(path: Path, hf_dir: Path, qtype: GGMLQuantizationType, with_tokenizer: bool = True) -> Path:
     """Write the HF folder's model as a GGUF the way llama.cpp would (names, q/k permutation).
 
     2-D weights are stored in `qtype` (anything gguf.quants.quantize supports: F32, F16, BF16,
     Q8_0, Q4_0, Q4_1, Q5_0, ...); norms and biases stay F32 as llama.cpp keeps them.
+    with_tokenizer=False leaves out the (slow to write) tokenizer: such a file has weights only.
     """
     config = json.loads((Path(hf_dir) / "config.json").read_text())
     arch = config["model_type"]
     writer = GGUFWriter(str(path), arch)
     _write_metadata(writer, config, arch)
-    _copy_tokenizer_metadata(writer)
+    if with_tokenizer:
+        _copy_tokenizer_metadata(writer)
     state = load_file(str(Path(hf_dir) / "model.safetensors"))
     if config.get("tie_word_embeddings"):
         state.pop("lm_head.weight", None)
@@ -130,12 +133,18 @@ def _write_metadata(writer: GGUFWriter, config: dict[str, Any], arch: str) -> No
     writer.add_rope_dimension_count(config["hidden_size"] // config["num_attention_heads"])
 
 
+@functools.lru_cache(maxsize=1)
+def _default_tokenizer_fields() -> dict[str, Any]:
+    fields = GGUFReader(str(default_model_path())).fields  # ~1.5 s: read it once per process
+    return {k: f.contents() for k, f in fields.items() if k.startswith("tokenizer.")}
+
+
 def _copy_tokenizer_metadata(writer: GGUFWriter) -> None:
     """The default model's tokenizer (tokens, merges, special ids, chat template)."""
-    fields = GGUFReader(str(default_model_path())).fields
+    fields = _default_tokenizer_fields()
 
     def get(key: str) -> Any:
-        return fields[key].contents()
+        return fields[key]
 
     writer.add_tokenizer_model(get("tokenizer.ggml.model"))
     writer.add_tokenizer_pre(get("tokenizer.ggml.pre"))

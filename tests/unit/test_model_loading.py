@@ -18,7 +18,7 @@ from engine.models.default_model import (
     default_model_path,
     resolve_model_path,
 )
-from engine.models.gguf_loader import permute_rotary, unpermute_rotary
+from engine.models.gguf_loader import gguf_hf_config, permute_rotary, read_gguf_weights, unpermute_rotary
 from engine.models.loader import LoadedModel, load_model
 from engine.models.safetensors_loader import expected_weight_shapes
 from engine.models.tokenizer import load_tokenizer
@@ -201,6 +201,28 @@ def test_gguf_q8_0_qwen2_within_quantization_error(tmp_path: Path, tiny_qwen2: P
     lines.clear()
     load_model(str(gguf_file), torch.float32, CPU, progress=lines.append)
     assert not any("dequantizing" in line for line in lines)
+
+
+@pytest.mark.parametrize("qtype, rel_tol", [
+    (GGMLQuantizationType.F16, 1e-3), (GGMLQuantizationType.BF16, 8e-3),
+    (GGMLQuantizationType.Q4_0, 0.2), (GGMLQuantizationType.Q4_1, 0.2),
+])
+def test_gguf_block_formats_dequantize(tmp_path: Path, qtype: GGMLQuantizationType, rel_tol: float) -> None:
+    """Each format through our reader (no tokenizer conversion: that is tested above).
+
+    A 256-token vocabulary keeps numpy quantization of the embedding fast.
+    """
+    from gguf import GGUFReader
+
+    tiny_llama = make_tiny_hf_model(tmp_path / "small-vocab", "llama", seed=2, vocab_size=256)
+    gguf_file = make_tiny_gguf(tmp_path / "t.gguf", tiny_llama, qtype, with_tokenizer=False)
+    reader = GGUFReader(str(gguf_file))
+    weights = read_gguf_weights(reader, gguf_hf_config(reader))
+    saved = load_file(str(tiny_llama / "model.safetensors"))
+    assert set(weights) == set(saved) - {"lm_head.weight"}
+    for name, tensor in weights.items():
+        assert tensor.dtype == torch.float32
+        assert (tensor - saved[name]).abs().max() <= rel_tol * saved[name].abs().max(), name
 
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
