@@ -32,6 +32,8 @@ class RequestOutput:
     num_output_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
     error: str | None = None
+    # The exception behind finish_reason "error" (e.g. a GrammarError), for callers that re-raise it.
+    exception: BaseException | None = None
 
 
 @dataclass

@@ -1,0 +1,244 @@
+"""LLMEngine: add_request / step / abort. One step reads as schedule → execute → bitmask → sample → update."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import torch
+
+from engine.attention.base import select_backend
+from engine.config import EngineConfig, resolve_device, resolve_dtype
+from engine.detokenizer import IncrementalDetokenizer
+from engine.kv_cache.manager import KVCacheManager
+from engine.models.llama import LlamaModel
+from engine.models.loader import LoadedModel, load_model
+from engine.outputs import RequestOutput, TokenLogprob
+from engine.params import SamplingParams
+from engine.request import Request, RequestStatus
+from engine.runner import ModelRunner, kv_bytes_per_block
+from engine.sampler import SamplerOutput, sample
+from engine.sampling_batch import build_sampling_tensors
+from engine.scheduler import Scheduler
+from engine.structured import GrammarStage
+from engine.validation import resolve_max_tokens
+
+
+class QueueFullError(RuntimeError):
+    """Too many requests are queued; retry later (HTTP 429 / RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_usage: float
+    prefix_cache_hit_rate: float
+    prompt_tokens_total: int
+    cached_tokens_total: int
+    generation_tokens_total: int
+    num_preemptions_total: int
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig, loaded: LoadedModel | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.model.device)
+        self.dtype = resolve_dtype(config.model.dtype, self.device)
+        if config.num_threads and self.device.type == "cpu":
+            torch.set_num_threads(config.num_threads)
+        loaded = loaded or load_model(config.model.model, self.dtype, self.device)
+        self.loaded = loaded
+        self.arch = loaded.arch
+        self.tokenizer = loaded.tokenizer
+        self.chat_template = loaded.chat_template
+        self.model_name = loaded.name
+        self.vocab_size = loaded.arch.vocab_size
+        self.eos_token_ids = tuple(loaded.arch.eos_token_ids)
+        self.backend = select_backend(config.attention_backend, self.device)
+        block_size = config.cache.block_size
+        num_blocks = config.cache.num_blocks or max(
+            2, int(config.cache.kv_cache_memory_gb * 2**30 // kv_bytes_per_block(self.arch, block_size, self.dtype)))
+        capacity = (num_blocks - 1) * block_size
+        self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
+        model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len)
+        self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
+        self.kv = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
+        self.scheduler = Scheduler(config.scheduler, self.kv)
+        self.grammar = GrammarStage(config.grammar, self.tokenizer, self.vocab_size)
+        self.requests: dict[str, Request] = {}
+        self._generator = torch.Generator(device=self.device).manual_seed(config.model.seed)
+        self._lock = threading.Lock()  # add/abort may come from other threads than step()
+        self._finished_outside_step: list[RequestOutput] = []
+        self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0}
+
+    # ---- public API ----------------------------------------------------------------------------
+    def add_request(self, prompt_token_ids: list[int], params: SamplingParams,
+                    request_id: str | None = None) -> str:
+        max_tokens = resolve_max_tokens(prompt_token_ids, params, self.max_model_len, self.vocab_size)
+        request_id = request_id or uuid.uuid4().hex
+        with self._lock:
+            if len(self.scheduler.waiting) >= self.config.scheduler.max_waiting:
+                raise QueueFullError(f"{len(self.scheduler.waiting)} requests are already queued")
+            if request_id in self.requests:
+                raise ValueError(f"request id {request_id!r} is already in use")
+            request = Request(
+                request_id=request_id, prompt_token_ids=list(prompt_token_ids), params=params,
+                max_tokens=max_tokens, eos_token_ids=frozenset(self.eos_token_ids),
+                detokenizer=IncrementalDetokenizer(self.tokenizer, params.stop,
+                                                   params.include_stop_str_in_output, params.skip_special_tokens),
+            )
+            if params.seed is not None:
+                request.generator = torch.Generator(device=self.device).manual_seed(params.seed)
+            if params.grammar is not None:
+                request.grammar_future = self.grammar.submit(params.grammar)
+                request.status = RequestStatus.WAITING_FOR_GRAMMAR
+            self.requests[request_id] = request
+            self.scheduler.add(request)
+        return request_id
+
+    def abort(self, request_id: str) -> None:
+        with self._lock:
+            request = self.requests.get(request_id)
+            if request is not None:
+                self._finish(request, RequestStatus.FINISHED_ABORTED)
+                self._finished_outside_step.append(self._output(request))
+
+    def has_unfinished(self) -> bool:
+        return bool(self.requests) or bool(self._finished_outside_step)
+
+    def step(self) -> list[RequestOutput]:
+        with self._lock:
+            outputs = self._finished_outside_step
+            self._finished_outside_step = []
+            outputs += self._poll_grammars()
+            sched = self.scheduler.schedule()
+            if sched.batch.num_tokens == 0:
+                return outputs
+            self._totals["preemptions"] += len(sched.preempted)
+        logits = self.runner.run(sched.batch)  # [S, V]; add/abort may proceed meanwhile
+        with self._lock:
+            sampling = sched.sampling_requests
+            bitmask = self.grammar.fill_bitmask(sampling)
+            tensors = build_sampling_tensors(sampling, self.vocab_size, self.device, self._generator, bitmask)
+            sampled = sample(logits, tensors)
+            self.scheduler.update(sched)
+            outputs += self._process(sampling, sampled)
+        return outputs
+
+    def fail_all(self, message: str) -> list[RequestOutput]:
+        """Finish every in-flight request with an error (after an unexpected step failure)."""
+        with self._lock:
+            outputs = []
+            for request in list(self.requests.values()):
+                request.error = message
+                self._finish(request, RequestStatus.FINISHED_ERROR)
+                outputs.append(self._output(request))
+            return outputs
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            num_running=len(self.scheduler.running), num_waiting=len(self.scheduler.waiting),
+            kv_usage=self.kv.usage, prefix_cache_hit_rate=self.kv.prefix_hit_rate,
+            prompt_tokens_total=self._totals["prompt"], cached_tokens_total=self._totals["cached"],
+            generation_tokens_total=self._totals["generation"],
+            num_preemptions_total=self._totals["preemptions"])
+
+    def check_integrity(self) -> None:
+        """No leaked block or request: raises AssertionError otherwise."""
+        with self._lock:
+            live = {r.request_id for r in self.scheduler.running}
+            self.kv.check_integrity(live)
+            queued = {r.request_id for r in self.scheduler.running} | {r.request_id for r in self.scheduler.waiting}
+            assert queued == set(self.requests), f"request table out of sync: {set(self.requests) ^ queued}"
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _poll_grammars(self) -> list[RequestOutput]:
+        outputs = []
+        for request in list(self.scheduler.waiting):
+            if request.status is RequestStatus.WAITING_FOR_GRAMMAR:
+                error = self.grammar.poll(request)
+                if error is not None:
+                    request.error, request.exception = str(error), error
+                    self._finish(request, RequestStatus.FINISHED_ERROR)
+                    outputs.append(self._output(request))
+        return outputs
+
+    def _process(self, requests: list[Request], sampled: SamplerOutput) -> list[RequestOutput]:
+        token_ids = sampled.token_ids.tolist()
+        outputs = []
+        now = time.monotonic()
+        for row, (request, token_id) in enumerate(zip(requests, token_ids)):
+            if request.is_finished:  # aborted while the forward ran
+                continue
+            if request.first_token_time is None:
+                request.first_token_time = now
+                self._totals["prompt"] += request.num_prompt_tokens
+                self._totals["cached"] += request.num_cached_tokens
+            request.token_ids.append(token_id)
+            request.pending_token_ids.append(token_id)
+            self._totals["generation"] += 1
+            if sampled.logprobs is not None and request.params.logprobs is not None:
+                request.pending_logprobs.append(_logprob_entry(sampled, row, token_id, request.params.logprobs))
+            status = self._check_stop(request, token_id)
+            if status is not None:
+                self._finish(request, status)
+            outputs.append(self._output(request))
+        return outputs
+
+    def _check_stop(self, request: Request, token_id: int) -> RequestStatus | None:
+        params = request.params
+        if request.matcher is not None and not request.matcher.accept_token(token_id):
+            request.error = f"grammar rejected sampled token {token_id}"
+            return RequestStatus.FINISHED_ERROR
+        if token_id in request.eos_token_ids and not params.ignore_eos:
+            request.stop_reason = None
+            return RequestStatus.FINISHED_STOPPED
+        if token_id in params.stop_token_ids:
+            request.stop_reason = token_id
+            return RequestStatus.FINISHED_STOPPED
+        hit = request.detokenizer.add(token_id)
+        if hit is not None:
+            request.stop_reason = hit
+            return RequestStatus.FINISHED_STOPPED
+        if request.matcher is not None and request.matcher.is_terminated():
+            return RequestStatus.FINISHED_STOPPED
+        if request.num_output_tokens >= request.max_tokens or request.num_tokens >= self.max_model_len:
+            return RequestStatus.FINISHED_LENGTH
+        return None
+
+    def _finish(self, request: Request, status: RequestStatus) -> None:
+        request.status = status
+        self.scheduler.remove(request)
+        self.requests.pop(request.request_id, None)
+        if request.grammar_future is not None and not request.grammar_future.done():
+            request.grammar_future.cancel()
+
+    def _output(self, request: Request) -> RequestOutput:
+        finished = request.is_finished
+        out = RequestOutput(
+            request_id=request.request_id,
+            new_token_ids=request.pending_token_ids,
+            new_text=request.detokenizer.take_delta(final=finished),
+            finished=finished,
+            finish_reason=request.status.value if finished else None,
+            stop_reason=request.stop_reason,
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_cached_tokens=request.num_cached_tokens,
+            num_output_tokens=request.num_output_tokens,
+            logprobs=request.pending_logprobs,
+            error=request.error,
+            exception=request.exception,
+        )
+        request.pending_token_ids, request.pending_logprobs = [], []
+        return out
+
+
+def _logprob_entry(sampled: SamplerOutput, row: int, token_id: int, n: int) -> TokenLogprob:
+    assert sampled.logprobs is not None
+    top: tuple[tuple[int, float], ...] = ()
+    if n > 0 and sampled.top_ids is not None and sampled.top_logprobs is not None:
+        top = tuple(zip(sampled.top_ids[row, :n].tolist(), sampled.top_logprobs[row, :n].tolist()))
+    return TokenLogprob(token_id, float(sampled.logprobs[row]), top)

@@ -1,0 +1,91 @@
+"""Llama-family decoder (Llama, SmolLM2, Mistral, Qwen2) as a functional forward on a paged KV cache.
+
+Weights stay plain tensors (no nn.Module): q/k/v and gate/up are fused once at load, so a layer
+is four matmuls. The attention backend owns the cache layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.attention.base import AttentionBackend
+from engine.attention.metadata import AttentionMetadata
+from engine.models.arch import ModelArch
+from engine.models.rope import apply_rope, rope_cache
+
+
+@dataclass
+class LayerWeights:
+    input_norm: torch.Tensor  # [H]
+    qkv: torch.Tensor  # [(heads + 2 * kv_heads) * D, H]
+    qkv_bias: torch.Tensor | None  # [(heads + 2 * kv_heads) * D] (Qwen2)
+    o_proj: torch.Tensor  # [H, heads * D]
+    post_norm: torch.Tensor  # [H]
+    gate_up: torch.Tensor  # [2 * I, H]
+    down: torch.Tensor  # [H, I]
+
+
+class LlamaModel:
+    def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
+                 max_positions: int) -> None:
+        self.arch = arch
+        self.backend = backend
+        self.embed = weights["model.embed_tokens.weight"]  # [V, H]
+        self.norm = weights["model.norm.weight"]
+        self.lm_head = weights.get("lm_head.weight", self.embed)  # tied when absent
+        self.dtype = self.embed.dtype
+        self.device = self.embed.device
+        self.layers = [self._fuse(weights, i) for i in range(arch.num_layers)]
+        scaling = dict(arch.rope_scaling) if arch.rope_scaling else None
+        self.cos, self.sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
+                                        self.device, self.dtype)
+        self.scale = arch.head_dim ** -0.5
+        self.q_size = arch.num_heads * arch.head_dim
+        self.kv_size = arch.num_kv_heads * arch.head_dim
+
+    @staticmethod
+    def _fuse(w: dict[str, torch.Tensor], i: int) -> LayerWeights:
+        p = f"model.layers.{i}."
+        attn, mlp = p + "self_attn.", p + "mlp."
+        bias = None
+        if attn + "q_proj.bias" in w:
+            bias = torch.cat([w[attn + "q_proj.bias"], w[attn + "k_proj.bias"], w[attn + "v_proj.bias"]])
+        return LayerWeights(
+            input_norm=w[p + "input_layernorm.weight"],
+            qkv=torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"], w[attn + "v_proj.weight"]]),
+            qkv_bias=bias,
+            o_proj=w[attn + "o_proj.weight"],
+            post_norm=w[p + "post_attention_layernorm.weight"],
+            gate_up=torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]]),
+            down=w[mlp + "down_proj.weight"],
+        )
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
+                kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata) -> torch.Tensor:
+        """input_ids, positions: [T] -> final hidden states [T, H] (already normed)."""
+        arch = self.arch
+        eps = arch.rms_norm_eps
+        hidden = F.embedding(input_ids, self.embed)  # [T, H]
+        cos, sin = self.cos[positions], self.sin[positions]  # [T, D]
+        residual = hidden
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
+            x = F.rms_norm(residual, (arch.hidden_size,), layer.input_norm, eps)
+            qkv = F.linear(x, layer.qkv, layer.qkv_bias)  # [T, (heads + 2 kv) * D]
+            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+            q = apply_rope(q.view(-1, arch.num_heads, arch.head_dim), cos, sin)  # [T, heads, D]
+            k = apply_rope(k.view(-1, arch.num_kv_heads, arch.head_dim), cos, sin)  # [T, kv, D]
+            v = v.view(-1, arch.num_kv_heads, arch.head_dim)
+            self.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+            attn = self.backend.attend(q, k_cache, v_cache, meta, self.scale)  # [T, heads, D]
+            residual = residual + F.linear(attn.reshape(-1, self.q_size), layer.o_proj)
+            x = F.rms_norm(residual, (arch.hidden_size,), layer.post_norm, eps)
+            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)  # [T, I] each
+            residual = residual + F.linear(F.silu(gate) * up, layer.down)
+        return F.rms_norm(residual, (arch.hidden_size,), self.norm, eps)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [S, H] -> logits [S, V] in fp32."""
+        return F.linear(hidden, self.lm_head).float()

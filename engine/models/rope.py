@@ -1,0 +1,66 @@
+"""Rotary position embeddings (HF's rotate-half layout), with the config's scaling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def inverse_frequencies(head_dim: int, theta: float, scaling: dict | None) -> tuple[torch.Tensor, float]:
+    """inv_freq [head_dim // 2] and the attention factor to scale cos/sin by."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if scaling is None or rope_type == "default":
+        return inv_freq.float(), 1.0
+    if rope_type == "linear":
+        return (inv_freq / scaling["factor"]).float(), 1.0
+    if rope_type == "llama3":
+        factor = scaling["factor"]
+        low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+        old_len = scaling["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old_len / low, old_len / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, smoothed, scaled).float(), 1.0
+    if rope_type == "yarn":
+        return _yarn(inv_freq, head_dim, theta, scaling)
+    raise ValueError(f"unsupported rope_scaling type {rope_type!r} (supported: default, linear, llama3, yarn)")
+
+
+def _yarn(inv_freq: torch.Tensor, head_dim: int, theta: float, s: dict) -> tuple[torch.Tensor, float]:
+    factor = s["factor"]
+    old_len = s.get("original_max_position_embeddings", 4096)
+    beta_fast, beta_slow = s.get("beta_fast", 32), s.get("beta_slow", 1)
+    attention_factor = s.get("attention_factor") or (0.1 * math.log(factor) + 1.0)
+
+    def correction_dim(rotations: float) -> float:
+        return (head_dim * math.log(old_len / (rotations * 2 * math.pi))) / (2 * math.log(theta))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), head_dim - 1)
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float64) - low) / max(high - low, 1e-3)).clamp(0, 1)
+    extrapolation = 1 - ramp
+    inv = inv_freq / factor * (1 - extrapolation) + inv_freq * extrapolation
+    return inv.float(), float(attention_factor)
+
+
+def rope_cache(head_dim: int, theta: float, scaling: dict | None, max_positions: int,
+               device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: [max_positions, head_dim], computed in fp32 then cast (as HF does)."""
+    inv_freq, attn_factor = inverse_frequencies(head_dim, theta, scaling)
+    t = torch.arange(max_positions, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)  # [P, D/2]
+    emb = torch.cat([freqs, freqs], dim=-1)  # [P, D]
+    return ((emb.cos() * attn_factor).to(device=device, dtype=dtype),
+            (emb.sin() * attn_factor).to(device=device, dtype=dtype))
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [T, heads, D]; cos/sin: [T, D] (already gathered at the tokens' positions)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)

@@ -1,0 +1,72 @@
+"""The engine's side of structured outputs: compile off the step loop, fill bitmask rows, advance.
+
+The engine sees only Matcher (fill_bitmask / accept_token / is_terminated / rollback); compilation
+runs on the grammar compiler's pool while the request waits in WAITING_FOR_GRAMMAR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import torch
+
+from engine.config import GrammarConfig
+from engine.request import Request, RequestStatus
+from grammars.backend import Grammar, GrammarError, allocate_bitmask
+from grammars.specs import GrammarSpec
+
+
+class GrammarStage:
+    def __init__(self, config: GrammarConfig, tokenizer: Any, vocab_size: int) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self._compiler: Any = None  # built on first use: plain requests never pay for it
+
+    @property
+    def compiler(self) -> Any:
+        if self._compiler is None:
+            from grammars.cache import GrammarCompiler
+
+            self._compiler = GrammarCompiler(
+                self.config.backend, self.tokenizer, num_workers=self.config.num_compile_workers,
+                timeout_s=self.config.compile_timeout_s, max_entries=self.config.cache_max_entries)
+        return self._compiler
+
+    def submit(self, spec: GrammarSpec) -> Future[Grammar]:
+        return self.compiler.submit(spec)
+
+    def poll(self, request: Request) -> BaseException | None:
+        """If the request's grammar is ready, give it a matcher and make it schedulable.
+        Returns the compile error, if compiling failed."""
+        future = request.grammar_future
+        assert future is not None
+        if not future.done():
+            return None
+        try:
+            grammar = future.result()
+        except GrammarError as exc:
+            return exc
+        except Exception as exc:  # a backend bug must fail this request, not the engine
+            return GrammarError(f"grammar compilation failed: {exc}")
+        request.matcher = grammar.matcher() if grammar is not None else None
+        request.status = RequestStatus.WAITING
+        return None
+
+    def fill_bitmask(self, requests: Sequence[Request]) -> torch.Tensor | None:
+        """[len(requests), ceil(V/32)] int32 masks, or None when no request is constrained."""
+        rows = [i for i, r in enumerate(requests) if r.matcher is not None]
+        if not rows:
+            return None
+        bitmask = allocate_bitmask(len(requests), self.vocab_size)  # unconstrained rows stay all-ones
+        matchers = [requests[i].matcher for i in rows]
+        try:
+            from grammars import fill_bitmasks
+        except ImportError:
+            for i, m in zip(rows, matchers):
+                m.fill_bitmask(bitmask, i)  # type: ignore[union-attr]
+        else:
+            fill_bitmasks(matchers, bitmask, rows)
+        return bitmask
