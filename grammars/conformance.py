@@ -23,6 +23,8 @@ from grammars.backend import Grammar, GrammarBackend, GrammarError, allocate_bit
 from grammars.bitmask import token_allowed
 from grammars.specs import JsonSchema
 
+RUNTIME_ERROR = "grammar failed at run time"
+
 
 @dataclass(frozen=True)
 class Walk:
@@ -67,6 +69,9 @@ def walk(grammar: Grammar, token_ids: list[int], eos_id: int, bitmask: torch.Ten
         start = time.perf_counter()
         matcher.fill_bitmask(bitmask, 0)
         timings.append(time.perf_counter() - start)
+        failure = matcher.error() if hasattr(matcher, "error") else None
+        if failure:
+            return Walk(False, f"{RUNTIME_ERROR} at token #{position}: {failure.splitlines()[0]}", timings)
         if not token_allowed(bitmask, 0, token_id):
             return Walk(False, f"token #{position} ({token_id}) masked out", timings)
         if not matcher.accept_token(token_id):

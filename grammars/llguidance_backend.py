@@ -43,6 +43,16 @@ class LLGuidanceMatcher:
         # bitmask: [batch, ceil(vocab/32)] int32 on CPU; the row is written in place, GIL released
         words = bitmask[row]
         self.inner.unsafe_compute_mask_ptr(words.data_ptr(), words.numel() * words.element_size())
+        if self.inner.is_error():
+            eos_only(words, self._eos)
+
+    def error(self) -> str | None:
+        """Why the matcher failed at run time (a parser/lexer resource limit), or None.
+
+        A failed matcher reports is_terminated() and allows only EOS, so the request ends; the
+        engine should finish it with an error carrying this message.
+        """
+        return self.inner.get_error() if self.inner.is_error() else None
 
     def accept_token(self, token_id: int) -> bool:
         if token_id in self._eos:  # EOS is accepted exactly when the grammar may end here
@@ -56,6 +66,14 @@ class LLGuidanceMatcher:
     def rollback(self, num_tokens: int) -> None:
         if num_tokens and not self.inner.rollback(num_tokens):
             raise ValueError(f"cannot roll back {num_tokens} tokens: {self.inner.get_error()}")
+
+
+def eos_only(words: torch.Tensor, eos_ids: frozenset[int]) -> None:
+    # words: [ceil(vocab/32)] int32 — one mask row, rewritten to allow only the EOS tokens
+    words.zero_()
+    for eos in eos_ids:
+        value = int(words[eos // 32]) | (1 << (eos % 32))
+        words[eos // 32] = value - (1 << 32) if value >= 1 << 31 else value
 
 
 class LLGuidanceGrammar:

@@ -81,6 +81,9 @@ class OutlinesMatcher:
             return False
         return True
 
+    def error(self) -> str | None:
+        return None  # outlines' index is complete once built: it cannot fail at run time
+
     def is_terminated(self) -> bool:
         return self._ended or self._grammar.only_eos_left(self._guide)
 
