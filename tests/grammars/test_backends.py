@@ -197,3 +197,15 @@ def test_compiler_off_thread(tokenizer: Any) -> None:
     compiler.compile_sync(Regex("x"))
     assert seen and seen[0] != caller
     compiler.close()
+
+
+def test_token_bytes_table_round_trips(tokenizer: Any) -> None:
+    from grammars.vocab import special_token_ids, token_bytes_table
+
+    table = token_bytes_table(tokenizer)
+    for text in ['{"city":"Zürich 東京 🌧"}', "  tabs\tand\nnewlines", "<tool_call>\n"]:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert b"".join(table[i] or b"?" for i in ids) == text.encode("utf-8")
+    specials = special_token_ids(tokenizer)
+    assert int(tokenizer.eos_token_id) in specials
+    assert all(table[i] is None for i in specials)
