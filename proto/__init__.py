@@ -1,0 +1,1 @@
+"""Protocol definitions (.proto) and the Python code grpcio-tools generates from them."""

@@ -1,0 +1,1 @@
+"""sluicegate's protos, by version."""
