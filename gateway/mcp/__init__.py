@@ -1,0 +1,1 @@
+"""MCP: hosting MCP servers' tools for the model, and the gateway's own /mcp endpoint."""
