@@ -300,7 +300,10 @@ def parity(report: Report, s: Scale) -> None:
         del hf
         free_memory()
         llm = make_llm(None, dtype_name, s, max_seqs=len(prompts))
-        params = SamplingParams(max_tokens=s.parity_tokens, temperature=0.0, ignore_eos=True)
+        # min_tokens: like HF's min_new_tokens, EOS is masked until then (ignore_eos alone would
+        # still let greedy pick EOS and carry on, where HF picks the runner-up).
+        params = SamplingParams(max_tokens=s.parity_tokens, min_tokens=s.parity_tokens, temperature=0.0,
+                                ignore_eos=True)
         got = [o.token_ids for o in llm.generate(prompts, params)]
         del llm
         free_memory()
@@ -308,9 +311,10 @@ def parity(report: Report, s: Scale) -> None:
         prefix = [next((i for i, (a, b) in enumerate(zip(g, e, strict=False)) if a != b), len(e))
                   for g, e in zip(got, expected, strict=True)]
         note = "must match (fp32)" if dtype == torch.float32 else "bf16 may diverge late (rounding)"
+        if exact < len(prompts):
+            note += f"; first mismatch at token {prefix}"
         report.add("greedy parity", f"default model, {dtype_name}, {len(prompts)} prompts x "
-                   f"{s.parity_tokens} tokens", f"{exact}/{len(prompts)} identical",
-                   "HF transformers", f"{note}; first mismatch at token {prefix}")
+                   f"{s.parity_tokens} tokens", f"{exact}/{len(prompts)} identical", "HF transformers", note)
 
 
 def bandwidth_bytes_per_s() -> float | None:
