@@ -98,6 +98,15 @@ class Tool(BaseModel):
     function: FunctionDef
 
 
+class McpToolRef(BaseModel):
+    """A `tools` entry {"type": "mcp", "server_label": ...}: a hosted MCP server's tools (gateway/mcp/)."""
+
+    model_config = _STRICT
+    type: Literal["mcp"]
+    server_label: str
+    allowed_tools: list[str] | None = None
+
+
 class NamedFunction(BaseModel):
     model_config = _LOOSE
     name: str
@@ -200,12 +209,22 @@ class ChatCompletionRequest(SamplingFields):
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    mcp_tools: list[McpToolRef] | None = None  # the `tools` entries of type "mcp", split out below
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_mcp_tools(cls, data: Any) -> Any:
+        tools = data.get("tools") if isinstance(data, dict) else None
+        if isinstance(tools, list) and any(isinstance(t, dict) and t.get("type") == "mcp" for t in tools):
+            mcp = [t for t in tools if isinstance(t, dict) and t.get("type") == "mcp"]
+            data = {**data, "tools": [t for t in tools if t not in mcp] or None, "mcp_tools": mcp}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
-        if self.tool_choice is not None and self.tool_choice != "none" and not self.tools:
+        if self.tool_choice is not None and self.tool_choice != "none" and not (self.tools or self.mcp_tools):
             raise ValueError("tool_choice is set but no tools are given")
         if self.tools:
             names = [t.function.name for t in self.tools]
