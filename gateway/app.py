@@ -79,6 +79,9 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
     state.token_text = TokenText(engine.tokenizer)
     state.model_name = state.settings.served_model_name or engine.model_name
     state.extra_servers = await _start_grpc(state, progress)
+    from gateway.mcp.runtime import start_mcp
+
+    state.extra_servers += await start_mcp(state, progress)
     state.ready = True
     if owns_engine:
         tools = "rendered by its template" if renderer.renders_tools else "hermes prompt injected"
@@ -154,6 +157,9 @@ def _include_routes(app: FastAPI) -> None:
 
     for module in (chat, completions, models, health):
         app.include_router(module.router)
+    from gateway.mcp.endpoint import mount_mcp
+
+    mount_mcp(app)
 
 
 def _install_engine_error_handlers(app: FastAPI, settings: ServeSettings) -> None:

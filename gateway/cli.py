@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cors-origins", default="", help="comma-separated allowed CORS origins ('*' for any)")
     serve.add_argument("--served-model-name", default=None, help="model id clients use (default: the model's name)")
     serve.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC on this port")
+    serve.add_argument("--mcp-config", default=None, help="mcpServers JSON: host these MCP servers' tools")
     serve.add_argument("--max-body-bytes", type=int, default=_DEFAULTS.max_body_bytes)
     serve.add_argument("--graceful-shutdown", type=float, default=_DEFAULTS.graceful_shutdown_s,
                        help="seconds to let in-flight requests finish after SIGTERM")
@@ -72,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_queued_requests=args.max_queued_requests, api_key=args.api_key or None, cors_origins=origins,
         grammar_backend=args.grammar_backend, grammar_compile_timeout_s=args.grammar_compile_timeout,
         served_model_name=args.served_model_name, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes,
+        mcp_config=args.mcp_config,
         graceful_shutdown_s=args.graceful_shutdown, log_level=args.log_level, num_threads=args.num_threads,
         attention_backend=args.attention_backend)
 

@@ -32,6 +32,7 @@ class ServeSettings:
     grammar_compile_timeout_s: float = 10.0
     served_model_name: str | None = None
     grpc_port: int | None = None
+    mcp_config: str | None = None  # an `mcpServers` JSON file: MCP servers whose tools the gateway hosts
     max_body_bytes: int = 16 * 1024 * 1024
     max_n: int = 16  # cap on `n` (each choice is one engine request)
     retry_after_s: int = 1  # Retry-After sent with 429 when the engine's queue is full

@@ -27,6 +27,7 @@ class AppState:
     draining: bool = False
     load_error: str | None = None
     extra_servers: list[Any] = field(default_factory=list)  # e.g. the gRPC server, stopped at shutdown
+    mcp: Any | None = None  # gateway.mcp.runtime.McpRuntime: hosted MCP servers and /mcp
     created: int = field(default_factory=lambda: int(time.time()))
 
     def accepting(self) -> bool:

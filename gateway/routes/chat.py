@@ -44,6 +44,10 @@ def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
 async def chat_completions(body: ChatCompletionRequest, request: Request,
                            state: Serving) -> Response:
     check_model(state, body.model)
+    if body.mcp_tools:  # hosted MCP tools: the gateway runs the tool loop
+        from gateway.mcp.chat import mcp_chat
+
+        return await mcp_chat(body, request, state)
     n = body.n or 1
     if n > state.settings.max_n:
         raise errors.bad_request(f"n must be at most {state.settings.max_n}, got {n}", param="n")
