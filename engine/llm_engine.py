@@ -190,8 +190,13 @@ class LLMEngine:
 
     def _check_stop(self, request: Request, token_id: int) -> RequestStatus | None:
         params = request.params
-        if request.matcher is not None and not request.matcher.accept_token(token_id):
+        matcher = request.matcher
+        if matcher is not None and not matcher.accept_token(token_id):
             request.error = f"grammar rejected sampled token {token_id}"
+            return RequestStatus.FINISHED_ERROR
+        matcher_error = getattr(matcher, "error", None)
+        if matcher_error is not None and matcher_error() is not None:
+            request.error = f"structured output failed: {matcher_error()}"
             return RequestStatus.FINISHED_ERROR
         if token_id in request.eos_token_ids and not params.ignore_eos:
             request.stop_reason = None

@@ -32,7 +32,8 @@ class GrammarStage:
 
             self._compiler = GrammarCompiler(
                 self.config.backend, self.tokenizer, num_workers=self.config.num_compile_workers,
-                timeout_s=self.config.compile_timeout_s, max_entries=self.config.cache_max_entries)
+                timeout_s=self.config.compile_timeout_s, max_entries=self.config.cache_max_entries,
+                vocab_size=self.vocab_size)
         return self._compiler
 
     def submit(self, spec: GrammarSpec) -> Future[Grammar]:
@@ -55,18 +56,22 @@ class GrammarStage:
         request.status = RequestStatus.WAITING
         return None
 
+    def close(self) -> None:
+        if self._compiler is not None:
+            self._compiler.close()
+
     def fill_bitmask(self, requests: Sequence[Request]) -> torch.Tensor | None:
         """[len(requests), ceil(V/32)] int32 masks, or None when no request is constrained."""
         rows = [i for i, r in enumerate(requests) if r.matcher is not None]
         if not rows:
             return None
         bitmask = allocate_bitmask(len(requests), self.vocab_size)  # unconstrained rows stay all-ones
-        matchers = [requests[i].matcher for i in rows]
+        matchers = [m for m in (requests[i].matcher for i in rows) if m is not None]
         try:
             from grammars import fill_bitmasks
         except ImportError:
             for i, m in zip(rows, matchers):
-                m.fill_bitmask(bitmask, i)  # type: ignore[union-attr]
+                m.fill_bitmask(bitmask, i)
         else:
             fill_bitmasks(matchers, bitmask, rows)
         return bitmask
