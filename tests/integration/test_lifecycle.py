@@ -38,7 +38,7 @@ def test_disconnect_mid_stream_aborts(live: Any, model_name: str, idle_engine: A
                     lines.append(line)
                 if len(lines) >= 4:
                     break
-            assert _running(live) >= 1, [l[-160:] for l in lines]
+            assert _running(live) >= 1, [line[-160:] for line in lines]
     # the response is closed: the engine request must be aborted well before 2000 tokens
     deadline = time.monotonic() + 10
     while _running(live) and time.monotonic() < deadline:

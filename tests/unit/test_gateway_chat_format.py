@@ -78,7 +78,7 @@ def test_each_turn_extends_the_previous_prompt(tokenizer: Any) -> None:
     """Rendering is a pure function: turn k's prompt is a prefix of turn k+1's, text and tokens."""
     renderer = ChatRenderer(tokenizer, tokenizer.chat_template)
     prompts = [renderer.render(*_parts(_conversation(k))) for k in range(4)]
-    for a, b in zip(prompts, prompts[1:]):
+    for a, b in zip(prompts, prompts[1:], strict=False):
         assert b.startswith(a)
         ids_a, ids_b = renderer.encode(a), renderer.encode(b)
         assert ids_b[: len(ids_a) - 2] == ids_a[:-2]  # all but the boundary tokens are shared
@@ -101,7 +101,7 @@ def test_native_template_gets_tools_and_structured_calls(tokenizer: Any) -> None
 
 def _outs(text: str, pieces: int, reason: str = "stop") -> list[RequestOutput]:
     cuts = sorted(random.Random(pieces).sample(range(1, len(text)), pieces - 1))
-    parts = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+    parts = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     outs = [RequestOutput("r", [1], p, num_prompt_tokens=10, num_output_tokens=k + 1) for k, p in enumerate(parts)]
     outs[-1].finished, outs[-1].finish_reason, outs[-1].num_cached_tokens = True, reason, 4
     return outs
