@@ -48,11 +48,14 @@ def qualified_name(server: str, tool: str, taken: set[str]) -> str:
 
 def input_parameters(schema: Any) -> dict[str, Any]:
     """An MCP inputSchema as function parameters: an object schema without the `$schema` marker
-    (grammar backends read the schema itself, not which draft it claims)."""
+    (grammar backends read the schema itself, not which draft it claims), closed to undeclared
+    arguments unless it says otherwise (else the grammar lets a model invent keys forever)."""
     if not isinstance(schema, dict):
-        return {"type": "object", "properties": {}}
+        return {"type": "object", "properties": {}, "additionalProperties": False}
     params = {k: v for k, v in schema.items() if k != "$schema"}
     params.setdefault("type", "object")
+    if "properties" in params:
+        params.setdefault("additionalProperties", False)
     return params
 
 

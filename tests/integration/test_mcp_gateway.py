@@ -92,7 +92,7 @@ def test_loop_calls_a_stdio_tool_and_answers(gw: str, model_name: str, idle_engi
 def test_stream_shows_each_http_call_and_result(gw: str, model_name: str, idle_engine: Any) -> None:
     body = {"model": model_name, "temperature": 0, "max_tokens": 64, "stream": True,
             "stream_options": {"include_usage": True}, "messages": _ask("Weather in Paris?"),
-            "tools": [{"type": "mcp", "server_label": "weather"}], "tool_choice": _force("weather__get_forecast")}
+            "tools": [{"type": "mcp", "server_label": "weather"}], "tool_choice": _force("weather__get_forecast"), "parallel_tool_calls": False}
     chunks = []
     with httpx.stream("POST", f"{gw}/v1/chat/completions", json=body, headers=AUTH, timeout=180) as r:
         assert r.status_code == 200
@@ -101,7 +101,7 @@ def test_stream_shows_each_http_call_and_result(gw: str, model_name: str, idle_e
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     events = [c["choices"][0]["delta"]["mcp_calls"][0] for c in chunks
               if c["choices"] and "mcp_calls" in c["choices"][0]["delta"]]
-    assert [e["status"] for e in events[:2]] == ["in_progress", "completed"]
+    assert [e["status"] for e in events[:2]] == ["in_progress", "completed"], [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     started, done = events[0], events[1]
     assert started["id"] == done["id"] and started["output"] is None
     city = json.loads(done["arguments"])["city"]

@@ -44,6 +44,7 @@ async def test_stdio_and_http_tools_are_listed_and_called(calc_weather: McpHub) 
     assert add is not None and add.server == "calc" and add.tool == "add"
     assert add.parameters["properties"] == {"a": {"title": "A", "type": "integer"},
                                             "b": {"title": "B", "type": "integer"}}
+    assert add.parameters["additionalProperties"] is False  # the grammar invents no other argument
     assert add.function_tool()["function"]["description"] == "Add two integers."
     out = await hub.call(add, json.dumps({"a": 2, "b": 40}))
     assert (out.output, out.is_error, out.error) == ("42", False, None)

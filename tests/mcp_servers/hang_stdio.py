@@ -1,4 +1,4 @@
-"""A stdio MCP server that hangs: `sleep` never answers in time. With HANG_ON_START=1 it never
+"""A stdio MCP server that hangs: `sleep` answers late, `stall` never. With HANG_ON_START=1 it never
 answers the handshake (a server that starts but never becomes usable)."""
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ server = MCPServer("hang")
 async def sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return f"slept {seconds}s"
+
+
+@server.tool(description="Never answer.")
+async def stall() -> str:
+    await asyncio.sleep(3600)
+    return "too late"
 
 
 @server.tool(description="Answer at once.")

@@ -7,6 +7,9 @@ tests can check that the config's `headers` reach the server.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
+
+from pydantic import Field
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -14,7 +17,7 @@ server = MCPServer("weather", log_level="WARNING")
 
 
 @server.tool(description="Today's weather forecast for a city.")
-def get_forecast(city: str) -> str:
+def get_forecast(city: Annotated[str, Field(max_length=20)]) -> str:
     return f"Sunny in {city}, 21 C"
 
 
