@@ -157,6 +157,10 @@ def test_bad_mcp_requests(gw: str, live: LiveServers, model_name: str) -> None:
     assert unhosted.status_code == 400 and unhosted.json()["error"]["code"] == "mcp_not_configured"
 
 
+def _text(result: Any) -> str:
+    return str(result.content[0].text)
+
+
 async def test_mcp_client_against_the_gateway(gw: str, idle_engine: Any) -> None:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -167,13 +171,13 @@ async def test_mcp_client_against_the_gateway(gw: str, idle_engine: Any) -> None
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"chat", "generate", "calc__add", "weather__get_forecast", "hang__stall"} <= names
             added = await client.call_tool("calc__add", {"a": 20, "b": 22})
-            assert not added.is_error and added.content[0].text == "42"
+            assert not added.is_error and _text(added) == "42"
             chat = await client.call_tool("chat", {"prompt": "Say hello.", "max_tokens": 8})
-            assert not chat.is_error and chat.content[0].text.strip()
+            assert not chat.is_error and _text(chat).strip()
             gen = await client.call_tool("generate", {"prompt": "The capital of France is", "max_tokens": 4})
-            assert not gen.is_error and gen.content[0].text
+            assert not gen.is_error and _text(gen)
             bad = await client.call_tool("generate", {"prompt": "x", "max_tokens": 10**7})
-            assert bad.is_error and "maximum context length" in bad.content[0].text
+            assert bad.is_error and "maximum context length" in _text(bad)
     denied = httpx.post(f"{gw}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
     assert denied.status_code == 401
 

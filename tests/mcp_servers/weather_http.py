@@ -9,9 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-from pydantic import Field
-
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 server = MCPServer("weather", log_level="WARNING")
 
