@@ -149,5 +149,14 @@ class ChoiceStreamer:
         return deltas
 
 
+def completion_payload(completion: ChatCompletion) -> dict[str, Any]:
+    """The JSON OpenAI sends: `tool_calls` only on messages that have calls."""
+    data: dict[str, Any] = completion.model_dump(mode="json")
+    for choice in data["choices"]:
+        if choice["message"].get("tool_calls") is None:
+            choice["message"].pop("tool_calls", None)
+    return data
+
+
 def chunk(ctx: ChatContext, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
     return ChatCompletionChunk(id=ctx.id, created=ctx.created, model=ctx.model, choices=choices, usage=usage)

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import errors
-from gateway.chat_output import ChatContext, ChoiceStreamer, build_completion, chunk, usage_of
+from gateway.chat_output import (
+    ChatContext,
+    ChoiceStreamer,
+    build_completion,
+    chunk,
+    completion_payload,
+    usage_of,
+)
 from gateway.generation import (
     ClientDisconnected,
     Primed,
@@ -71,7 +78,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     completion = build_completion(ctx, outs)
     state.metrics.observe_usage(completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens,
                                 completion.usage.completion_tokens)
-    return JSONResponse(completion.model_dump(mode="json"))
+    return JSONResponse(completion_payload(completion))
 
 
 async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> AsyncIterator[str]:

@@ -48,6 +48,18 @@ def test_max_completion_tokens_n_and_seed(client: Any, model_name: str, idle_eng
     assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]  # seeded
 
 
+def test_stream_n_choices(client: Any, model_name: str, idle_engine: Any) -> None:
+    chunks = list(client.chat.completions.create(model=model_name, messages=HELLO, max_tokens=5, n=2, seed=3,
+                                                 temperature=1.0, stream=True))
+    by_index: dict[int, list[Any]] = {0: [], 1: []}
+    for c in chunks:
+        for choice in c.choices:
+            by_index[choice.index].append(choice)
+    for choices in by_index.values():
+        assert choices[0].delta.role == "assistant"
+        assert [ch.finish_reason for ch in choices if ch.finish_reason] in (["length"], ["stop"])
+
+
 def test_stop_sequence(client: Any, model_name: str, idle_engine: Any) -> None:
     msgs = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
     free = client.chat.completions.create(model=model_name, messages=msgs, max_tokens=20, temperature=0)
