@@ -94,7 +94,7 @@ async def run_agent(http: httpx.AsyncClient, server: Server, agent: int, turns: 
         call_id = call["id"] or f"call_{agent}_{turn}"
         messages.append({"role": "assistant", "content": None, "tool_calls": [
             {"id": call_id, "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}]})
-        messages.append({"role": "tool", "tool_call_id": call_id, "content": tool_result(call["name"], turn)})
+        messages.append({"role": "tool", "tool_call_id": call_id, "content": tool_result(str(call["name"]), turn)})
     return records
 
 
