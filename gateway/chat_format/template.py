@@ -49,6 +49,16 @@ def _arguments_object(arguments: str) -> Any:
         return arguments  # not JSON: the template shows the string as sent
 
 
+def check_unicode(text: str) -> None:
+    """ValueError for text the tokenizer cannot take: JSON may carry an unpaired UTF-16 surrogate
+    ("\\ud800"), which Python keeps but UTF-8 cannot encode (the tokenizer would raise TypeError: a 500)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the text holds an unpaired UTF-16 surrogate ({text[exc.start]!r}); "
+                         "send valid Unicode") from None
+
+
 class ChatRenderer:
     """Renders chat requests for one tokenizer + template (built once per engine)."""
 
@@ -73,8 +83,11 @@ class ChatRenderer:
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None) -> str:
         tool_dicts = [tool_dict(t) for t in tools] if tools else None
         if self.renders_tools:
-            return self._apply(self._native_messages(messages), tool_dicts)
-        return self._apply(self._hermes_messages(messages, tool_dicts), None)
+            text = self._apply(self._native_messages(messages), tool_dicts)
+        else:
+            text = self._apply(self._hermes_messages(messages, tool_dicts), None)
+        check_unicode(text)
+        return text
 
     def encode(self, text: str) -> list[int]:
         # the template writes special tokens (and BOS, if any) as text: add none twice
