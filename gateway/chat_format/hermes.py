@@ -40,9 +40,17 @@ _PROMPT_TAIL = (
 
 
 def tools_system_prompt(tools: Sequence[dict[str, Any]]) -> str:
-    """The tool block appended to the system prompt; tools as OpenAI sends them, in their order."""
-    lines = [json.dumps(tool, ensure_ascii=False) for tool in tools]
+    """The tool block appended to the system prompt; tools as OpenAI sends them, in their order.
+
+    '<' and '>' are written as JSON escapes (same JSON value), so a description or property name
+    cannot close the <tools> block, open a <tool_call> or spell a special token like <|im_end|>."""
+    lines = [_tag_safe(json.dumps(tool, ensure_ascii=False)) for tool in tools]
     return _PROMPT_HEAD + "".join("\n" + line for line in lines) + _PROMPT_TAIL
+
+
+def _tag_safe(json_text: str) -> str:
+    # '<' and '>' only ever occur inside JSON strings, where \u003c / \u003e mean the same
+    return json_text.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def render_tool_call(name: str, arguments: str) -> str:
