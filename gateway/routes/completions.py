@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import errors
+from gateway.chat_format.template import check_unicode
 from gateway.chat_output import usage_of
 from gateway.generation import (
     ClientDisconnected,
@@ -44,10 +45,19 @@ def prompts_of(state: AppState, body: CompletionRequest) -> list[tuple[str, list
     else:
         items = list(raw)  # type: ignore[arg-type]
     out: list[tuple[str, list[int]]] = []
+    vocab = int(state.engine.vocab_size)
     for item in items:
         if isinstance(item, str):
+            try:
+                check_unicode(item)
+            except ValueError as exc:
+                raise errors.bad_request(f"Invalid prompt: {exc}", param="prompt") from None
             out.append((item, list(tok(item)["input_ids"])))
         else:
+            bad = [t for t in item if not 0 <= t < vocab]
+            if bad:  # checked before decode: a negative id makes the tokenizer raise OverflowError
+                raise errors.bad_request(f"prompt token id {bad[0]} is outside the vocabulary [0, {vocab})",
+                                         param="prompt")
             out.append((tok.decode(item), list(item)))
     return out
 
@@ -57,6 +67,8 @@ async def completions(body: CompletionRequest, request: Request,
                       state: Serving) -> Response:
     check_model(state, body.model)
     n = body.n or 1
+    if n > state.settings.max_n:
+        raise errors.bad_request(f"n must be at most {state.settings.max_n}, got {n}", param="n")
     prompts = prompts_of(state, body)
     if n * len(prompts) > state.settings.max_n * 8:
         raise errors.bad_request("too many prompts x n in one request", param="prompt")
