@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 _STRICT = ConfigDict(extra="forbid")
 _LOOSE = ConfigDict(extra="allow")  # nested client objects: allow vendor keys we do not read
+MAX_TOOLS = 128  # OpenAI's limit on `tools`; thousands would be rendered and tokenized before any check
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
