@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ from engine.sampling_batch import build_sampling_tensors
 from engine.scheduler import Scheduler
 from engine.structured import GrammarStage
 from engine.validation import resolve_max_tokens
+
+log = logging.getLogger("sluicegate.engine")
 
 
 class QueueFullError(RuntimeError):
@@ -182,7 +185,12 @@ class LLMEngine:
             self._totals["generation"] += 1
             if sampled.logprobs is not None and request.params.logprobs is not None:
                 request.pending_logprobs.append(_logprob_entry(sampled, row, token_id, request.params.logprobs))
-            status = self._check_stop(request, token_id)
+            try:
+                status = self._check_stop(request, token_id)
+            except Exception as exc:  # one request's matcher/detokenizer failing must not fail the batch
+                log.exception("request %s failed while processing its token", request.request_id)
+                request.error = f"internal error in this request's processing: {type(exc).__name__}: {exc}"
+                status = RequestStatus.FINISHED_ERROR
             if status is not None:
                 self._finish(request, status)
             outputs.append(self._output(request))
