@@ -19,26 +19,38 @@ def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: t
 
 def _gather_context(cache: torch.Tensor, blocks: torch.Tensor, seq_len: int) -> torch.Tensor:
     # cache: [num_blocks, block_size, kv_heads, head_dim]; blocks: [n] -> [seq_len, kv_heads, head_dim]
-    return cache[blocks].flatten(0, 1)[:seq_len]
+    # index_select, not cache[blocks]: advanced indexing is ~6x slower on CPU for this shape.
+    return cache.index_select(0, blocks).flatten(0, 1)[:seq_len]
+
+
+def _gather_batch(cache: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """table [B, nb] -> contiguous [B, kv_heads, nb * block_size, head_dim] (matmul wants it dense)."""
+    batch, nb = table.shape
+    _, block_size, kv_heads, head_dim = cache.shape
+    gathered = cache.index_select(0, table.reshape(-1)).view(batch, nb * block_size, kv_heads, head_dim)
+    return gathered.transpose(1, 2).contiguous()
 
 
 def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                    block_tables: torch.Tensor, seq_lens: torch.Tensor, max_seq_len: int,
                    scale: float) -> torch.Tensor:
-    """One new token per sequence, batched: q [B, H, D] -> [B, H, D]."""
+    """One new token per sequence, batched: q [B, H, D] -> [B, H, D].
+
+    Plain batched matmuls with the GQA group folded into the query rows: on CPU this is ~10x
+    faster than scaled_dot_product_attention with a mask and enable_gqa.
+    """
     batch, heads, head_dim = q.shape
-    block_size = k_cache.shape[1]
-    num_blocks_needed = (max_seq_len + block_size - 1) // block_size
-    table = block_tables[:, :num_blocks_needed]  # [B, nb]
-    # k, v: [B, nb * block_size, kv_heads, D] -> [B, kv_heads, L, D]
-    k = k_cache[table].flatten(1, 2).transpose(1, 2)
-    v = v_cache[table].flatten(1, 2).transpose(1, 2)
+    block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
+    table = block_tables[:, : (max_seq_len + block_size - 1) // block_size]  # [B, nb]
+    k = _gather_batch(k_cache, table)  # [B, kv, L, D]
+    v = _gather_batch(v_cache, table)
+    qg = q.view(batch, kv_heads, heads // kv_heads, head_dim)  # [B, kv, g, D]
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale  # [B, kv, g, L]
     positions = torch.arange(k.shape[2], device=q.device)
-    mask = (positions[None, :] < seq_lens[:, None].to(positions.dtype))[:, None, None, :]  # [B,1,1,L]
-    out = F.scaled_dot_product_attention(
-        q.unsqueeze(2), k, v, attn_mask=mask, scale=scale, enable_gqa=heads != k.shape[1]
-    )  # [B, H, 1, D]
-    return out.squeeze(2)
+    valid = positions[None, :] < seq_lens[:, None].to(positions.dtype)  # [B, L]
+    scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    return torch.matmul(probs, v).view(batch, heads, head_dim)  # [B, H, D]
 
 
 def _attend_one(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -47,16 +59,19 @@ def _attend_one(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     q_len, heads, _ = q.shape
     k = _gather_context(k_cache, blocks, seq_len).transpose(0, 1)  # [kv_heads, seq_len, D]
     v = _gather_context(v_cache, blocks, seq_len).transpose(0, 1)
-    qh = q.transpose(0, 1)  # [H, q_len, D]
-    gqa = heads != k.shape[0]
+    group = heads // k.shape[0]
+    if group > 1:  # expanded K/V in 4-D runs the fused CPU kernel; enable_gqa takes a slower path
+        k, v = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)
+    qh = q.transpose(0, 1).unsqueeze(0)  # [1, H, q_len, D]
+    k, v = k.unsqueeze(0), v.unsqueeze(0)
     if q_len == seq_len:
-        out = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+        out = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale)
     else:
         q_pos = torch.arange(seq_len - q_len, seq_len, device=q.device)
         k_pos = torch.arange(seq_len, device=q.device)
         mask = k_pos[None, :] <= q_pos[:, None]  # [q_len, seq_len]
-        out = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-    return out.transpose(0, 1)  # [q_len, H, D]
+        out = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, scale=scale)
+    return out[0].transpose(0, 1)  # [q_len, H, D]
 
 
 def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
