@@ -25,6 +25,7 @@ from engine.sampling_batch import build_sampling_tensors
 from engine.scheduler import Scheduler
 from engine.structured import GrammarStage
 from engine.validation import resolve_max_tokens
+from grammars.backend import GrammarError
 
 log = logging.getLogger("sluicegate.engine")
 
@@ -200,11 +201,17 @@ class LLMEngine:
         params = request.params
         matcher = request.matcher
         if matcher is not None and not matcher.accept_token(token_id):
-            request.error = f"grammar rejected sampled token {token_id}"
+            why = getattr(matcher, "error", lambda: None)()
+            if why is not None:  # past the backend's limits (e.g. a 2,000-property schema): the spec's fault
+                request.error = f"structured output failed: {why}"
+                request.exception = GrammarError(request.error)
+            else:
+                request.error = f"grammar rejected sampled token {token_id}"
             return RequestStatus.FINISHED_ERROR
         matcher_error = getattr(matcher, "error", None)
         if matcher_error is not None and matcher_error() is not None:
             request.error = f"structured output failed: {matcher_error()}"
+            request.exception = GrammarError(request.error)
             return RequestStatus.FINISHED_ERROR
         if token_id in request.eos_token_ids and not params.ignore_eos:
             request.stop_reason = None
