@@ -182,7 +182,8 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 def raise_for_output(out: Any) -> None:
     """A final output that ended in error/abort becomes an HTTP error (non-streaming path)."""
-    if out.finish_reason == "error":
-        raise errors.server_error(out.error or "generation failed")
+    if out.finish_reason == "error":  # a grammar the backend could not enforce is the spec's fault: 400
+        mapped = errors.from_engine_error(out.exception) if out.exception is not None else None
+        raise mapped or errors.server_error(out.error or "generation failed")
     if out.finish_reason == "abort":
         raise errors.not_ready(draining=True)
