@@ -119,6 +119,11 @@ def _describe_error(spec: GrammarSpec, message: str) -> str:
     return f"grammar not supported: {first}"
 
 
+def _param(spec: GrammarSpec) -> str | None:
+    """The request field a compile error points at (None: the gateway's default, response_format)."""
+    return "tools" if isinstance(spec, ToolCalls) else None
+
+
 class LLGuidanceBackend:
     name = "llguidance"
 
@@ -134,11 +139,11 @@ class LLGuidanceBackend:
         except ValueError as exc:  # GrammarError is a ValueError; llguidance raises ValueError too
             if isinstance(exc, GrammarError):
                 raise
-            raise GrammarError(_describe_error(spec, str(exc))) from None
+            raise GrammarError(_describe_error(spec, str(exc)), _param(spec)) from None
         # Building the matcher validates the grammar (one parse, not two); errors leave it in
         # its error state rather than raising.
         template = llguidance.LLMatcher(self.ll_tokenizer, text, log_level=0, limits=self.limits)
         if template.is_error():
-            raise GrammarError(_describe_error(spec, template.get_error()))
+            raise GrammarError(_describe_error(spec, template.get_error()), _param(spec))
         messages = template.get_grammar_warnings()
         return LLGuidanceGrammar(template, self.eos_ids, messages)

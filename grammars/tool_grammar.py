@@ -48,7 +48,10 @@ def check_tool_calls(spec: ToolCalls) -> None:
     for tool in spec.tools:
         if not tool.name:
             raise GrammarError("every tool needs a non-empty name", "tools")
-        validate_schema(tool_arguments_schema(tool))
+        try:
+            validate_schema(tool_arguments_schema(tool))
+        except GrammarError as exc:  # name the tool and the field (else the gateway says response_format)
+            raise GrammarError(f"tool {tool.name!r}: {exc.message}", exc.param or "tools") from None
 
 
 def tool_calls_spec(
