@@ -132,9 +132,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     loaded = load_model(None, dtype, torch.device("cpu"))
+    from transformers import AutoModelForCausalLM
+
     from engine.models.default_model import default_model_path
     from engine.models.gguf_loader import gguf_hf_dir
-    from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(gguf_hf_dir(default_model_path(), None), dtype=dtype).eval()
     n = 16 if args.quick else args.requests

@@ -25,7 +25,11 @@ _WHERE = {
     "CompletionOutput": "engine.outputs", "RequestOutput": "engine.outputs", "TokenLogprob": "engine.outputs",
     "InvalidRequestError": "engine.params", "SamplingParams": "engine.params",
 }
-__all__ = sorted(_WHERE)
+__all__ = [  # noqa: F822 - resolved lazily by __getattr__
+    "AsyncEngine", "CacheConfig", "CompletionOutput", "EngineConfig", "EngineStats", "GrammarConfig", "InvalidRequestError",
+    "LLM", "LLMEngine", "ModelConfig", "QueueFullError", "RequestOutput", "SamplingParams", "SchedulerConfig",
+    "TokenLogprob",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Decoder(Protocol):
-    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = ...) -> str: ...
+    def decode(self, token_ids: Any, skip_special_tokens: bool = ..., **kwargs: Any) -> Any: ...
 
 
 class IncrementalDetokenizer:
@@ -34,7 +34,7 @@ class IncrementalDetokenizer:
         self.stopped_on: str | None = None
 
     def _decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=self.skip_special_tokens))
 
     def add(self, token_id: int) -> str | None:
         """Append one token. Returns the matched stop string if the text now hits one."""
