@@ -117,5 +117,9 @@ class AsyncEngine:
     def stats(self):  # noqa: ANN201 - EngineStats
         return self.engine.stats()
 
+    def drain_grammar_compile_times(self) -> list[float]:
+        """Grammar compile durations since the last call (the gateway's /metrics histogram)."""
+        return self.engine.grammar.drain_compile_times()
+
     def check_integrity(self) -> None:
         self.engine.check_integrity()

@@ -6,6 +6,9 @@ runs on the grammar compiler's pool while the request waits in WAITING_FOR_GRAMM
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -24,6 +27,8 @@ class GrammarStage:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self._compiler: Any = None  # built on first use: plain requests never pay for it
+        self._compile_times: deque[float] = deque(maxlen=4096)  # seconds, for the metrics scrape
+        self._times_lock = threading.Lock()
 
     @property
     def compiler(self) -> Any:
@@ -37,7 +42,21 @@ class GrammarStage:
         return self._compiler
 
     def submit(self, spec: GrammarSpec) -> Future[Grammar]:
-        return self.compiler.submit(spec)
+        start = time.perf_counter()
+        future: Future[Grammar] = self.compiler.submit(spec)
+        future.add_done_callback(lambda _: self._record(time.perf_counter() - start))
+        return future
+
+    def _record(self, seconds: float) -> None:
+        with self._times_lock:
+            self._compile_times.append(seconds)
+
+    def drain_compile_times(self) -> list[float]:
+        """Compile durations (cache hits included, as ~0) since the last call."""
+        with self._times_lock:
+            times = list(self._compile_times)
+            self._compile_times.clear()
+        return times
 
     def poll(self, request: Request) -> BaseException | None:
         """If the request's grammar is ready, give it a matcher and make it schedulable.
