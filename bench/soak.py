@@ -245,7 +245,22 @@ def rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def table(result: SoakResult, leftovers: dict[str, Any], rss: tuple[float, float, float], concurrency: int) -> str:
+def trimmed_rss_mb() -> float:
+    """RSS after glibc hands its free heap pages back (malloc_trim): what is still really held."""
+    import ctypes
+    import ctypes.util
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+    return rss_mb()
+
+
+def table(result: SoakResult, leftovers: dict[str, Any], rss: tuple[float, ...], concurrency: int) -> str:
     lines = ["| kind | " + " | ".join(sorted(result.outcomes)) + " |", "|---" * (len(result.outcomes) + 1) + "|"]
     for kind, counts in result.by_kind.items():
         lines.append(f"| {kind} | " + " | ".join(str(counts[o]) for o in sorted(result.outcomes)) + " |")
@@ -263,6 +278,7 @@ def table(result: SoakResult, leftovers: dict[str, Any], rss: tuple[float, float
         f"| live grammar matchers after | {leftovers['matchers']} |",
         "| check_integrity() | passed |",
         f"| RSS after warm-up / peak / end (MiB) | {rss[0]:.0f} / {rss[1]:.0f} / {rss[2]:.0f} |",
+        f"| RSS end after malloc_trim (MiB) | {rss[3]:.0f} |",
     ]
     return "\n".join(lines)
 
@@ -289,6 +305,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the soak: RSS per round shows growth or a plateau")
     parser.add_argument("--warmup", type=int, default=None,
                         help="requests sent first at full concurrency (RSS is measured after them); default: concurrency")
     args = parser.parse_args()
@@ -298,13 +315,15 @@ def main() -> int:
         warmup = args.warmup if args.warmup is not None else args.concurrency
         asyncio.run(run_soak(server.url, server.model, warmup, args.concurrency, args.max_tokens))
         wait_idle(server.engine)
-        gc.collect()
-        rss_start = rss_mb()
-        print(f"soak: {args.requests} requests, {args.concurrency} at a time ...", file=sys.stderr, flush=True)
-        result, rss_peak = asyncio.run(soak_with_rss(server, args.requests, args.concurrency, args.max_tokens))
-        leftovers = wait_idle(server.engine)
-        gc.collect()
-        print(table(result, leftovers, (rss_start, rss_peak, rss_mb()), args.concurrency))
+        rss_start = trimmed_rss_mb()
+        for round_index in range(args.rounds):
+            print(f"soak: round {round_index + 1}: {args.requests} requests, {args.concurrency} at a time ...",
+                  file=sys.stderr, flush=True)
+            result, rss_peak = asyncio.run(soak_with_rss(server, args.requests, args.concurrency, args.max_tokens))
+            leftovers = wait_idle(server.engine)
+            gc.collect()
+            rss = (rss_start, rss_peak, rss_mb(), trimmed_rss_mb())
+            print(f"\n### round {round_index + 1}\n\n" + table(result, leftovers, rss, args.concurrency), flush=True)
     finally:
         server.stop()
     clean = result.lost == 0 and leftovers["kv_usage"] == 0 and leftovers["matchers"] == 0
