@@ -113,6 +113,8 @@ class ChatSluicegate(BaseChatModel):
     """Ask for usage at the end of streams."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other request fields sent as is (top_k, min_p, repetition_penalty, ...)."""
+    parallel_tool_calls: bool | None = None
+    """Default for bind_tools' `parallel_tool_calls` (None: the server's default, parallel allowed)."""
     strict: bool = True
     """Default for bind_tools / with_structured_output's `strict`: close schemas (see closed_schema)."""
 
@@ -258,8 +260,9 @@ class ChatSluicegate(BaseChatModel):
         choice = tool_choice_value(tool_choice, formatted)
         if choice is not None:
             kwargs["tool_choice"] = choice
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        parallel = self.parallel_tool_calls if parallel_tool_calls is None else parallel_tool_calls
+        if parallel is not None:
+            kwargs["parallel_tool_calls"] = parallel
         return super().bind(tools=formatted, **kwargs)
 
     def with_structured_output(self, schema: dict[str, Any] | type, *,  # type: ignore[override]
