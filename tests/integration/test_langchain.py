@@ -58,7 +58,9 @@ class TestChatSluicegateIntegration(ChatModelIntegrationTests):
     def chat_model_params(self) -> dict[str, Any]:
         # one call per turn, as the suite's tool tests expect (`len(tool_calls) == 1`): allowed to
         # call in parallel, the 135M model repeats the same call until max_tokens
-        return {"base_url": _SERVER["url"], "parallel_tool_calls": False}
+        # max_tokens bounds each answer: without it a request may run to the 8k context (OpenAI's
+        # default) whenever the 135M model does not emit EOS, which takes minutes per test on CPU.
+        return {"base_url": _SERVER["url"], "parallel_tool_calls": False, "max_tokens": 100}
 
     @property
     def has_tool_choice(self) -> bool:
