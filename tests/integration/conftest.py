@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.live_server import shutdown_engines, wait_ready
+
 API_KEY = "test-key-123"
 
 
@@ -94,7 +96,7 @@ def live() -> Iterator[LiveServers]:
     thread = threading.Thread(target=loop.run_until_complete, args=(run_all(),), daemon=True)
     thread.start()
     for url in servers.urls.values():
-        _wait_ready(url)
+        wait_ready(url)
     try:
         yield servers
     finally:
@@ -102,25 +104,10 @@ def live() -> Iterator[LiveServers]:
             s.should_exit = True
         thread.join(timeout=30)
         if not loop.is_running():
-            loop.run_until_complete(_shutdown(main_engine, full_engine))
+            loop.run_until_complete(shutdown_engines(main_engine, full_engine))
             loop.close()
 
 
-async def _shutdown(*engines: Any) -> None:
-    for e in engines:
-        await e.shutdown()
-
-
-def _wait_ready(url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} was not ready within {timeout}s")
 
 
 @pytest.fixture(scope="session")

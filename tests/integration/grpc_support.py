@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.integration.conftest import LiveServers, _wait_ready, free_port
+from tests.integration.conftest import LiveServers, free_port
+from tests.live_server import wait_ready
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def serve_app(live: LiveServers, api_key: str | None = None) -> Iterator[Gateway
     done = asyncio.run_coroutine_threadsafe(server.serve(), live.loop)
     url = f"http://127.0.0.1:{http_port}"
     try:
-        _wait_ready(url, timeout=60)
+        wait_ready(url, timeout=60)
         yield GatewayApp(url, f"127.0.0.1:{grpc_port}", app)
     finally:
         server.should_exit = True

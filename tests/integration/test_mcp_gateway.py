@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEY, LiveServers, _wait_ready
+from tests.integration.conftest import API_KEY, LiveServers
+from tests.live_server import wait_ready
 from tests.mcp_servers.harness import free_port, stdio_entry, weather_entry, weather_url, write_config
 
 __all__ = ["weather_url"]  # the fixture, imported so pytest finds it
@@ -34,7 +35,7 @@ def _serve_on(live: LiveServers, app: Any) -> tuple[str, Any, Any]:
                                            access_log=False, timeout_graceful_shutdown=5))
     future = asyncio.run_coroutine_threadsafe(server.serve(), live.loop)
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url)
+    wait_ready(url)
     return url, server, future
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
+from tests.live_server import shutdown_engines, wait_ready
 
 API_KEY = "sk-reliability-7Qz1X9"
 CORS_ORIGIN = "https://allowed.example"
@@ -90,7 +91,7 @@ def servers() -> Iterator[Servers]:
     thread = threading.Thread(target=loop.run_until_complete, args=(serve_all(),), daemon=True)
     thread.start()
     for url in out.urls.values():
-        _wait_ready(url)
+        wait_ready(url)
     out.model = str(httpx.get(f"{out.url}/v1/models").json()["data"][0]["id"])
     try:
         yield out
@@ -99,25 +100,10 @@ def servers() -> Iterator[Servers]:
             s.should_exit = True
         thread.join(timeout=30)
         if not loop.is_running():
-            loop.run_until_complete(_shutdown(main, tight))
+            loop.run_until_complete(shutdown_engines(main, tight))
             loop.close()
 
 
-async def _shutdown(*engines: Any) -> None:
-    for e in engines:
-        await e.shutdown()
-
-
-def _wait_ready(url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} was not ready within {timeout}s")
 
 
 @pytest.fixture

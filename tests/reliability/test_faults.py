@@ -227,9 +227,9 @@ def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path: A
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
-        from tests.reliability.conftest import _wait_ready
+        from tests.live_server import wait_ready
 
-        _wait_ready(url)
+        wait_ready(url)
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         body = {"model": model, "stream": True, "max_tokens": 40, "ignore_eos": True,
                 "messages": [{"role": "user", "content": "Count to fifty."}]}
