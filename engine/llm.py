@@ -53,6 +53,7 @@ class LLM:
         else:
             params_list = list(params)
         ids = [self.engine.add_request(ids, p) for ids, p in zip(token_lists, params_list)]
+        prompt_of = dict(zip(ids, token_lists))
         texts = {i: "" for i in ids}
         tokens: dict[str, list[int]] = {i: [] for i in ids}
         results: dict[str, CompletionOutput] = {}
@@ -62,6 +63,6 @@ class LLM:
                 tokens[out.request_id] += out.new_token_ids
                 if out.finished:
                     results[out.request_id] = CompletionOutput(
-                        out.request_id, token_lists[ids.index(out.request_id)], texts[out.request_id],
+                        out.request_id, prompt_of[out.request_id], texts[out.request_id],
                         tokens[out.request_id], out.finish_reason, out.num_cached_tokens)
         return [results[i] for i in ids]

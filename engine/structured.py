@@ -18,6 +18,7 @@ import torch
 from engine.config import GrammarConfig
 from engine.request import Request, RequestStatus
 from grammars.backend import Grammar, GrammarError, allocate_bitmask
+from grammars.bitmask import fill_bitmasks
 from grammars.specs import GrammarSpec
 
 
@@ -86,11 +87,5 @@ class GrammarStage:
             return None
         bitmask = allocate_bitmask(len(requests), self.vocab_size)  # unconstrained rows stay all-ones
         matchers = [m for m in (requests[i].matcher for i in rows) if m is not None]
-        try:
-            from grammars import fill_bitmasks
-        except ImportError:
-            for i, m in zip(rows, matchers):
-                m.fill_bitmask(bitmask, i)
-        else:
-            fill_bitmasks(matchers, bitmask, rows)
+        fill_bitmasks(matchers, bitmask, rows)
         return bitmask
