@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.token_bitmask import apply_token_bitmask_
+
 NEG_INF = float("-inf")
 
 
@@ -44,13 +46,6 @@ class SamplerOutput:
     logprobs: torch.Tensor | None  # [B] logprob of the sampled token
     top_ids: torch.Tensor | None  # [B, N]
     top_logprobs: torch.Tensor | None  # [B, N]
-
-
-def unpack_bitmask(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """[B, W] int32 -> [B, vocab_size] bool, bit t%32 of word t//32 = token t allowed."""
-    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
-    bits = (bitmask.unsqueeze(-1) >> shifts) & 1  # [B, W, 32]
-    return bits.flatten(1)[:, :vocab_size].bool()
 
 
 def apply_penalties(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
@@ -99,14 +94,15 @@ def _exponential_noise(probs: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     return noise
 
 
+@torch.inference_mode()  # the logits come from the runner's inference mode; masks apply in place
 def sample(logits: torch.Tensor, t: SamplingTensors) -> SamplerOutput:
     """logits [B, V] float32 (consumed) -> sampled ids [B] and requested logprobs."""
     raw_logprobs = logits.log_softmax(dim=-1) if t.num_logprobs >= 0 else None
     logits = apply_penalties(logits, t)
     if t.logit_bias is not None:
         logits = logits + t.logit_bias
-    if t.bitmask is not None:
-        logits = logits.masked_fill(~unpack_bitmask(t.bitmask, logits.shape[-1]), NEG_INF)
+    if t.bitmask is not None:  # on the logits' device: the engine copies it there (pinned, async)
+        apply_token_bitmask_(logits, t.bitmask)
     greedy_ids = logits.argmax(dim=-1)
     if t.all_greedy:
         token_ids = greedy_ids

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.host_to_device import to_device
+
 
 @dataclass
 class AttentionMetadata:
@@ -47,9 +49,36 @@ class AttentionMetadata:
     def build(query_lens: list[int], seq_lens: list[int], block_tables: list[list[int]],
               block_size: int, device: torch.device) -> AttentionMetadata:
         """Build from host lists: per sequence its new-token count, context length, block ids."""
+        host = HostAttentionInputs.build(query_lens, seq_lens, block_tables, block_size)
+        return AttentionMetadata(
+            query_start_loc=to_device(host.query_start_loc, device),
+            seq_lens=to_device(host.seq_lens, device),
+            block_tables=to_device(host.block_tables, device),
+            slot_mapping=to_device(host.slot_mapping, device),
+            max_query_len=max(query_lens, default=0),
+            max_seq_len=max(seq_lens, default=0),
+            query_lens_cpu=list(query_lens),
+            seq_lens_cpu=list(seq_lens),
+        )
+
+
+@dataclass(frozen=True)
+class HostAttentionInputs:
+    """The index tensors of AttentionMetadata, built on the host (before the copy to the device)."""
+
+    query_start_loc: torch.Tensor  # [num_seqs + 1] int32
+    seq_lens: torch.Tensor  # [num_seqs] int32
+    block_tables: torch.Tensor  # [num_seqs, width] int32, padded with 0 (the null block)
+    slot_mapping: torch.Tensor  # [num_tokens] int64
+
+    @staticmethod
+    def build(query_lens: list[int], seq_lens: list[int], block_tables: list[list[int]],
+              block_size: int, width: int | None = None) -> HostAttentionInputs:
+        """width: columns of the block table (default: the longest table; CUDA graphs fix it)."""
         num_seqs = len(query_lens)
-        max_blocks = max((len(b) for b in block_tables), default=1) or 1
-        table = torch.zeros((num_seqs, max_blocks), dtype=torch.int32)
+        if width is None:
+            width = max((len(b) for b in block_tables), default=1) or 1
+        table = torch.zeros((num_seqs, width), dtype=torch.int32)
         for i, blocks in enumerate(block_tables):
             if blocks:
                 table[i, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
@@ -60,13 +89,9 @@ class AttentionMetadata:
         starts = [0]
         for qlen in query_lens:
             starts.append(starts[-1] + qlen)
-        return AttentionMetadata(
-            query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
-            block_tables=table.to(device),
-            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
-            max_query_len=max(query_lens, default=0),
-            max_seq_len=max(seq_lens, default=0),
-            query_lens_cpu=list(query_lens),
-            seq_lens_cpu=list(seq_lens),
+        return HostAttentionInputs(
+            query_start_loc=torch.tensor(starts, dtype=torch.int32),
+            seq_lens=torch.tensor(seq_lens, dtype=torch.int32),
+            block_tables=table,
+            slot_mapping=torch.tensor(slots, dtype=torch.int64),
         )

@@ -22,6 +22,7 @@ KERNEL_MODULES = (
     "engine.attention.kernels.store_kv",
     "engine.attention.kernels.paged_decode",
     "engine.attention.kernels.prefill_extend",
+    "engine.kernels.token_bitmask",
 )
 SUBPROCESS_ENV = "SLUICEGATE_KERNEL_TESTS_SUBPROCESS"
 HERE = Path(__file__).resolve().parent
