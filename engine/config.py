@@ -69,6 +69,8 @@ class EngineConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grammar: GrammarConfig = field(default_factory=GrammarConfig)
     attention_backend: str = "auto"  # "auto" | "torch" | "triton"
+    # Capture decode steps as CUDA graphs (CUDA only; ignored elsewhere). False = eager, for debugging.
+    cuda_graphs: bool = True
     num_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
 
 

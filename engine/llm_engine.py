@@ -13,6 +13,7 @@ import torch
 from engine.attention.base import select_backend
 from engine.config import EngineConfig, resolve_device, resolve_dtype
 from engine.detokenizer import IncrementalDetokenizer
+from engine.host_to_device import to_device
 from engine.kv_cache.manager import KVCacheManager
 from engine.models.llama import LlamaModel
 from engine.models.loader import LoadedModel, load_model
@@ -69,6 +70,8 @@ class LLMEngine:
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
         model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len)
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
+        if config.cuda_graphs and self.device.type == "cuda":
+            self.runner.capture_decode_graphs(config.scheduler.max_num_seqs, self.max_model_len)
         self.kv = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler, self.kv)
         self.grammar = GrammarStage(config.grammar, self.tokenizer, self.vocab_size)
@@ -125,7 +128,9 @@ class LLMEngine:
         logits = self.runner.run(sched.batch)  # [S, V]; add/abort may proceed meanwhile
         with self._lock:
             sampling = sched.sampling_requests
-            bitmask = self.grammar.fill_bitmask(sampling)
+            bitmask = self.grammar.fill_bitmask(sampling)  # host [S, W] int32, or None
+            if bitmask is not None:
+                bitmask = to_device(bitmask, self.device)
             tensors = build_sampling_tensors(sampling, self.vocab_size, self.device, self._generator, bitmask)
             sampled = sample(logits, tensors)
             self.scheduler.update(sched)

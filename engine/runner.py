@@ -1,17 +1,25 @@
 """ModelRunner: ForwardBatch -> tensors -> model forward on the paged KV cache -> logits.
 
-It knows nothing of requests' lifecycles; it owns the KV tensors and the model.
+It knows nothing of requests' lifecycles; it owns the KV tensors, the model and (on CUDA) the
+captured decode graphs.
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 import torch
 
 from engine.attention.base import AttentionBackend
 from engine.attention.metadata import AttentionMetadata
 from engine.batch import ForwardBatch
+from engine.decode_graphs import Capture, CudaGraphCapture, DecodeGraphRunner, capture_sizes
+from engine.host_to_device import tensor_on
 from engine.models.arch import ModelArch
 from engine.models.llama import LlamaModel
+
+log = logging.getLogger("sluicegate.engine")
 
 
 def kv_bytes_per_block(arch: ModelArch, block_size: int, dtype: torch.dtype) -> int:
@@ -34,16 +42,35 @@ class ModelRunner:
         self.device = model.device
         self.block_size = block_size
         self.kv_caches = allocate_kv_caches(model.arch, num_blocks, block_size, model.dtype, model.device)
+        self.decode_graphs: DecodeGraphRunner | None = None
+
+    def capture_decode_graphs(self, max_batch: int, max_model_len: int,
+                              capture: Capture | None = None) -> float:
+        """Capture the decode forward for padded batch sizes up to max_batch; returns seconds taken.
+        capture: CUDA graphs by default; tests pass decode_graphs.capture_eager on CPU."""
+        start = time.perf_counter()
+        graphs = DecodeGraphRunner(self.model, self.kv_caches, self.block_size, max_model_len, max_batch)
+        sizes = capture_sizes(max_batch)
+        graphs.capture(sizes, capture or CudaGraphCapture())
+        self.decode_graphs = graphs
+        seconds = time.perf_counter() - start
+        log.info("captured decode graphs for batch sizes %s in %.1f s", list(sizes), seconds)
+        return seconds
 
     @torch.inference_mode()
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         """Returns logits [len(batch.sample_rows), vocab] (fp32) for the sequences that sample."""
-        meta = AttentionMetadata.build(batch.query_lens, batch.seq_lens, batch.block_tables,
-                                       self.block_size, self.device)
-        input_ids = torch.tensor(batch.input_ids, dtype=torch.long, device=self.device)  # [T]
-        positions = torch.tensor(batch.positions, dtype=torch.long, device=self.device)  # [T]
-        hidden = self.model.forward(input_ids, positions, self.kv_caches, meta)  # [T, H]
+        if self.decode_graphs is not None and self.decode_graphs.fits(batch):
+            hidden = self.decode_graphs.run(batch)  # [num_seqs, H]
+        else:
+            meta = AttentionMetadata.build(batch.query_lens, batch.seq_lens, batch.block_tables,
+                                           self.block_size, self.device)
+            input_ids = tensor_on(batch.input_ids, torch.long, self.device)  # [T]
+            positions = tensor_on(batch.positions, torch.long, self.device)  # [T]
+            hidden = self.model.forward(input_ids, positions, self.kv_caches, meta)  # [T, H]
         if not batch.sample_rows:
             return torch.empty((0, self.model.arch.vocab_size), device=self.device)
-        rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=self.device)
+        if len(batch.sample_rows) == hidden.shape[0]:  # every row samples (decode): no gather
+            return self.model.logits(hidden)  # [S, V]
+        rows = tensor_on(batch.sample_rows, torch.long, self.device)
         return self.model.logits(hidden[rows])  # [S, V]

@@ -42,6 +42,7 @@ def engine_config(settings: ServeSettings) -> Any:
         grammar=GrammarConfig(backend=settings.grammar_backend,
                               compile_timeout_s=settings.grammar_compile_timeout_s),
         attention_backend=settings.attention_backend,
+        cuda_graphs=settings.cuda_graphs,
         num_threads=settings.num_threads,
     )
 

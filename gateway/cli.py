@@ -30,6 +30,8 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grammar-compile-timeout", type=float, default=_DEFAULTS.grammar_compile_timeout_s,
                    help="seconds a grammar may take to compile before the request fails with 400")
     p.add_argument("--attention-backend", default=_DEFAULTS.attention_backend, choices=["auto", "torch", "triton"])
+    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="run decode steps eagerly on CUDA (default: replay captured CUDA graphs)")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
@@ -75,7 +77,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         served_model_name=args.served_model_name, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes,
         mcp_config=args.mcp_config,
         graceful_shutdown_s=args.graceful_shutdown, log_level=args.log_level, num_threads=args.num_threads,
-        attention_backend=args.attention_backend)
+        attention_backend=args.attention_backend, cuda_graphs=args.cuda_graphs)
 
 
 def serve(settings: ServeSettings) -> int:
@@ -114,7 +116,8 @@ def generate(args: argparse.Namespace) -> int:
 
     llm = LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len,
               kv_cache_memory_gb=args.kv_cache_memory_gb, grammar_backend=args.grammar_backend,
-              attention_backend=args.attention_backend, num_threads=args.num_threads)
+              attention_backend=args.attention_backend, num_threads=args.num_threads,
+              cuda_graphs=args.cuda_graphs)
     prompt: Any = args.prompt
     template = llm.engine.chat_template
     if not args.raw and template:

@@ -40,3 +40,4 @@ class ServeSettings:
     log_level: str = "info"
     num_threads: int | None = None
     attention_backend: str = "auto"
+    cuda_graphs: bool = True
