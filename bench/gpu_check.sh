@@ -11,12 +11,16 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export SLUICEGATE_CACHE_DIR="${SLUICEGATE_CACHE_DIR:-${TMPDIR:-/tmp}/sluicegate-cache}"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 case " $* " in *" --dry-run "*) ;; *) unset TRITON_INTERPRET ;; esac
-# A project venv is used only if its torch sees a GPU (the CPU venv of a dev box would not).
+# A project venv is used if its torch sees a GPU (the CPU venv of a dev box would not), or for --dry-run.
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   PY=python3
-  if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    PY=.venv/bin/python
+  if [ -x .venv/bin/python ]; then
+    case " $* " in
+      *" --dry-run "*) PY=.venv/bin/python ;;
+      *) .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null \
+           && PY=.venv/bin/python ;;
+    esac
   fi
 fi
 BUDGET="${GPU_CHECK_BUDGET_S:-285}"
