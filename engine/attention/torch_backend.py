@@ -38,6 +38,8 @@ def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     Plain batched matmuls with the GQA group folded into the query rows: on CPU this is ~10x
     faster than scaled_dot_product_attention with a mask and enable_gqa.
     """
+    if q.shape[0] == 1 and q.device.type == "cpu":
+        return _attend_decode_one_cpu(q, k_cache, v_cache, block_tables[0], int(seq_lens[0]), scale)
     batch, heads, head_dim = q.shape
     block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
     table = block_tables[:, : (max_seq_len + block_size - 1) // block_size]  # [B, nb]
@@ -50,6 +52,33 @@ def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
     probs = scores.softmax(dim=-1).to(v.dtype)
     return torch.matmul(probs, v).view(batch, heads, head_dim)  # [B, H, D]
+
+
+def _context_view(cache: torch.Tensor, blocks: list[int], seq_len: int) -> torch.Tensor:
+    """A sequence's first seq_len cached tokens [seq_len, kv_heads, head_dim]: a view when its
+    blocks are consecutive ids (the pool hands out runs of free blocks in order), else a gather."""
+    block_size = cache.shape[1]
+    first = blocks[0]
+    if blocks == list(range(first, first + len(blocks))):
+        start = first * block_size
+        return cache.flatten(0, 1)[start:start + seq_len]
+    index = torch.tensor(blocks, dtype=torch.long, device=cache.device)
+    return cache.index_select(0, index).flatten(0, 1)[:seq_len]
+
+
+def _attend_decode_one_cpu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           table: torch.Tensor, seq_len: int, scale: float) -> torch.Tensor:
+    """Batch-1 decode on CPU, where a step is ~8 small ops per layer and each op's overhead counts:
+    the exact length read from seq_lens (host lengths may be upper bounds) means no mask, and
+    SDPA's CPU kernel reads the cache through a strided view without copying it.
+    q [1, H, D] -> [1, H, D]; table [max_blocks] block ids of the one sequence."""
+    _, heads, head_dim = q.shape
+    block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
+    blocks = table[: (seq_len + block_size - 1) // block_size].tolist()
+    k = _context_view(k_cache, blocks, seq_len).permute(1, 0, 2).unsqueeze(0)  # [1, kv, L, D]
+    v = _context_view(v_cache, blocks, seq_len).permute(1, 0, 2).unsqueeze(0)
+    qg = q.view(1, kv_heads, heads // kv_heads, head_dim)  # the group as query rows: [1, kv, g, D]
+    return F.scaled_dot_product_attention(qg, k, v, scale=scale).view(1, heads, head_dim)
 
 
 def _attend_one(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,

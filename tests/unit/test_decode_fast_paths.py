@@ -40,3 +40,32 @@ def test_linear_keeps_plain_weight_where_it_cannot_pack() -> None:
     assert layer.packed is None and layer.weight is w
     x = torch.randn(2, 4)
     assert torch.equal(layer(x), F.linear(x, w))
+
+
+def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """q [H, D], k/v [L, kv, D] -> [H, D] in fp32, GQA by repeating kv heads."""
+    group = q.shape[0] // k.shape[1]
+    k, v = k.float().repeat_interleave(group, 1), v.float().repeat_interleave(group, 1)  # [L, H, D]
+    probs = (torch.einsum("hd,lhd->hl", q.float(), k) * scale).softmax(-1)
+    return torch.einsum("hl,lhd->hd", probs, v)
+
+
+@pytest.mark.parametrize("seq_len", [1, 16, 17, 100])
+@pytest.mark.parametrize("consecutive", [True, False])
+def test_batch_one_decode_reads_exact_length_from_seq_lens(seq_len: int, consecutive: bool) -> None:
+    from engine.attention.torch_backend import _attend_decode
+
+    g = torch.Generator().manual_seed(seq_len)
+    block_size, heads, kv_heads, head_dim = 16, 6, 2, 32
+    nb = -(-seq_len // block_size)
+    k_cache = torch.randn(nb + 20, block_size, kv_heads, head_dim, generator=g)
+    v_cache = torch.randn(nb + 20, block_size, kv_heads, head_dim, generator=g)
+    blocks = list(range(3, 3 + nb)) if consecutive else [int(b) + 1 for b in torch.randperm(nb + 19, generator=g)[:nb]]
+    table = torch.tensor([blocks + [0, 0]], dtype=torch.int32)  # padded, as in the metadata
+    q = torch.randn(1, heads, head_dim, generator=g)
+    # max_seq_len is a host upper bound (decode graphs pass max_model_len): only seq_lens is exact
+    out = _attend_decode(q, k_cache, v_cache, table, torch.tensor([seq_len], dtype=torch.int32),
+                         seq_len + 50, head_dim ** -0.5)
+    k = k_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
+    v = v_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
+    torch.testing.assert_close(out[0], _plain_attention(q[0], k, v, head_dim ** -0.5), rtol=1e-5, atol=1e-5)
