@@ -46,10 +46,11 @@ def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     k = _gather_batch(k_cache, table)  # [B, kv, L, D]
     v = _gather_batch(v_cache, table)
     qg = q.view(batch, kv_heads, heads // kv_heads, head_dim)  # [B, kv, g, D]
-    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale  # [B, kv, g, L]
-    positions = torch.arange(k.shape[2], device=q.device)
-    valid = positions[None, :] < seq_lens[:, None].to(positions.dtype)  # [B, L]
-    scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float()  # [B, kv, g, L]
+    # an additive -inf bias [B, L] broadcast in place: cheaper than masked_fill_ with a broadcast mask
+    past_end = torch.arange(k.shape[2], device=q.device) >= seq_lens[:, None]  # [B, L]
+    bias = torch.zeros(past_end.shape, device=q.device).masked_fill_(past_end, float("-inf"))
+    scores.mul_(scale).add_(bias[:, None, None, :])
     probs = scores.softmax(dim=-1).to(v.dtype)
     return torch.matmul(probs, v).view(batch, heads, head_dim)  # [B, H, D]
 
