@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -99,10 +99,93 @@ def outlines_vocabulary(tokenizer: Any) -> Any:
 
 
 def llguidance_tokenizer(tokenizer: Any, vocab_size: int | None = None) -> Any:
-    """llguidance's LLTokenizer from the HF fast tokenizer (the Rust tokenizer, no hub)."""
-    import llguidance.hf
+    """llguidance's LLTokenizer, built so that special tokens never stand for text.
 
-    return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_token_ids(tokenizer))
+    llguidance.hf.from_tokenizer is not used: its Rust side tokenizes forced grammar text (a
+    property name, a const) with the HF tokenizer, which turns the text "<|im_end|>" into the
+    special token; the matcher then offers only that token and refuses it as EOS. Here the trie
+    marks every special token as special (never text) and the tokenize callback reads
+    special-token text as ordinary text, so such names are spelled with ordinary tokens.
+    """
+    import llguidance
+
+    size = max(vocab_size or 0, vocab_size_of(tokenizer))
+    # LLGuidanceVocab has TokenizerWrapper's shape (llguidance checks attributes, not the class)
+    vocab = cast(llguidance.TokenizerWrapper, LLGuidanceVocab(tokenizer, size))
+    return llguidance.LLTokenizer(vocab, n_vocab=size, eos_token=eos_token_ids(tokenizer))
+
+
+class LLGuidanceVocab:
+    """The TokenizerWrapper protocol llguidance.LLTokenizer reads (tokens, ids, a callable).
+
+    tokens[i] is token i's raw bytes; special tokens hold their name and are listed in
+    special_token_ids, which llguidance marks with its 0xFF prefix so no text can match them.
+    Ids with no token (padding up to the model's vocab size) are special placeholders.
+    """
+
+    is_tokenizer_wrapper = True  # what llguidance checks for
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        table = token_bytes_table(tokenizer)
+        names = {i: t for t, i in tokenizer.get_vocab().items()}
+        specials = special_token_ids(tokenizer)
+        self.tokens: list[bytes] = []
+        self.special_token_ids: list[int] = []
+        for token_id in range(vocab_size):
+            raw = table[token_id] if token_id < len(table) else None
+            if raw is None or token_id in specials:
+                self.special_token_ids.append(token_id)
+                raw = names.get(token_id, f"<[{token_id}]>").encode("utf-8")
+            self.tokens.append(raw)
+        self.eos_token_id = eos_token_ids(tokenizer)[0]
+        self.bos_token_id = tokenizer.bos_token_id
+        self._text_tokenizer = text_only_tokenizer(tokenizer)
+
+    def __call__(self, text: str | bytes) -> list[int]:
+        """Token ids for plain text (llguidance hands over valid UTF-8 only)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        ids: list[int] = self._text_tokenizer.encode(text, add_special_tokens=False).ids
+        return ids
+
+
+def text_only_tokenizer(tokenizer: Any) -> Any:
+    """A copy of the Rust tokenizer for text in the middle of an output: special-token text
+    ("<|im_end|>") is read as ordinary text and no leading space is added (the same fix-ups
+    llguidance applies to its own copy: no Prepend normalizer, no Metaspace/ByteLevel prefix)."""
+    import tokenizers
+
+    data = _tokenizer_json(tokenizer)
+    data["truncation"] = data["padding"] = data["post_processor"] = None
+    data["normalizer"] = _without_prepend(data.get("normalizer"))
+    data["pre_tokenizer"] = _without_prefix_space(data.get("pre_tokenizer"))
+    text_tokenizer = tokenizers.Tokenizer.from_str(json.dumps(data))
+    text_tokenizer.encode_special_tokens = True
+    return text_tokenizer
+
+
+def _without_prepend(normalizer: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not normalizer or normalizer.get("type") == "Prepend":
+        return None
+    if normalizer.get("type") == "Sequence":
+        kept = [n for n in map(_without_prepend, normalizer.get("normalizers", [])) if n]
+        return {**normalizer, "normalizers": kept} if kept else None
+    return normalizer
+
+
+def _without_prefix_space(pre: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not pre:
+        return pre
+    if pre.get("type") == "Sequence":
+        return {**pre, "pretokenizers": [_without_prefix_space(p) for p in pre.get("pretokenizers", [])]}
+    if pre.get("type") == "Metaspace":
+        fixed = {**pre, "prepend_scheme": "never"}
+        if "add_prefix_space" in pre:  # the field older tokenizers versions wrote instead
+            fixed["add_prefix_space"] = False
+        return fixed
+    if pre.get("type") == "ByteLevel":
+        return {**pre, "add_prefix_space": False}
+    return pre
 
 
 def vocab_size_of(tokenizer: Any) -> int:

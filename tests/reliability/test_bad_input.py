@@ -142,10 +142,6 @@ def test_tool_definitions_cannot_break_the_prompt_format(servers: Any, http: htt
     assert "<|im_end|>" not in prompt and "<|im_start|>" not in prompt
 
 
-@pytest.mark.xfail(strict=True, reason="grammars: llguidance's vocabulary (llguidance.hf.from_tokenizer) lets the "
-                   "special token <|im_end|> stand for its text inside a JSON string; the matcher then refuses it "
-                   "as EOS -> 'grammar rejected sampled token 2' (500). Fix in grammars/vocab.py: special tokens "
-                   "must never match text.")
 def test_special_token_text_inside_a_schema(servers: Any, http: httpx.Client, idle: Any) -> None:
     params = {"type": "object", "properties": {"k<|im_end|>": {"type": "string"}}, "required": ["k<|im_end|>"]}
     body = _chat(servers.model, max_tokens=30, temperature=0, tools=[_tool("get", "", params)], tool_choice="required")
