@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from engine.detokenizer import IncrementalDetokenizer
+    from engine.kv_cache.block_pool import BlockKey
     from grammars.backend import Grammar, Matcher
 
 
@@ -50,6 +51,10 @@ class Request:
     num_computed_tokens: int = 0
     num_cached_tokens: int = 0  # prefix-cache hits at first scheduling
     num_preemptions: int = 0
+    # Prefix-cache key chain of token_ids' full blocks, filled by the KV cache manager as they are
+    # needed: kept for the request's lifetime (admission retries, preemption) so each block is
+    # hashed once. Valid because token_ids only ever grows.
+    block_keys: list[BlockKey] = field(default_factory=list)
     generator: torch.Generator | None = None
     grammar_future: Future[Grammar] | None = None
     matcher: Matcher | None = None

@@ -99,7 +99,8 @@ class Scheduler:
             if request.status is RequestStatus.WAITING_FOR_GRAMMAR:
                 skipped.append(self.waiting.popleft())  # others keep flowing while it compiles
                 continue
-            cached = self.kv.find_cached_prefix(request.request_id, request.token_ids)
+            cached = self.kv.find_cached_prefix(request.request_id, request.token_ids,
+                                                block_keys=request.block_keys)
             num_cached = len(cached) * self.kv.block_size
             request.num_computed_tokens = num_cached
             num_new = self._chunk(request, budget)
@@ -121,4 +122,5 @@ class Scheduler:
             if request.is_finished:  # aborted while the forward ran; its blocks are already freed
                 continue
             request.num_computed_tokens += num_new
-            self.kv.commit(request.request_id, request.token_ids, request.num_computed_tokens)
+            self.kv.commit(request.request_id, request.token_ids, request.num_computed_tokens,
+                           block_keys=request.block_keys)

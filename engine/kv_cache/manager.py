@@ -17,7 +17,8 @@ class KVCacheManager:
         self.pool = BlockPool(num_blocks, enable_caching)
         self.enable_caching = enable_caching
         self._blocks: dict[str, list[KVBlock]] = {}
-        self._keys: dict[str, list[BlockKey]] = {}  # keys of the request's full blocks, in order
+        self._keys: dict[str, list[BlockKey]] = {}  # key chain of the request's tokens (a prefix of it)
+        self._num_registered: dict[str, int] = {}  # leading blocks already in the prefix cache
 
     # ---- queries -------------------------------------------------------------------------------
     def block_table(self, request_id: str) -> list[int]:
@@ -34,26 +35,39 @@ class KVCacheManager:
     def prefix_hit_rate(self) -> float:
         return self.pool.num_hits / self.pool.num_queries if self.pool.num_queries else 0.0
 
-    def find_cached_prefix(self, request_id: str, token_ids: Sequence[int],
-                           extra: tuple[object, ...] = ()) -> list[KVBlock]:
+    def find_cached_prefix(self, request_id: str, token_ids: Sequence[int], extra: tuple[object, ...] = (),
+                           block_keys: list[BlockKey] | None = None) -> list[KVBlock]:
         """Longest run of cached full blocks at the start of token_ids, never covering the last
-        token (its logits must be computed). Remembers the keys for later commits."""
-        keys: list[BlockKey] = []
+        token (its logits must be computed). Remembers the keys for later commits.
+
+        block_keys is the caller's cache of token_ids' key chain (Request.block_keys): keys
+        missing from it are hashed and appended, the ones there are reused, so a request that
+        waits for blocks over many steps hashes each block once. It must only ever hold keys of
+        these token_ids with this extra.
+        """
+        keys = [] if block_keys is None else block_keys
         hits: list[KVBlock] = []
         max_blocks = (len(token_ids) - 1) // self.block_size
-        parent: int | None = None
-        for i in range(max_blocks):
-            key = hash_block(parent, tuple(token_ids[i * self.block_size:(i + 1) * self.block_size]), extra)
-            block = self.pool.lookup(key) if self.enable_caching else None
-            if block is None:
-                break
-            keys.append(key)
-            hits.append(block)
-            parent = key.hash_value
+        if self.enable_caching:
+            for i in range(max_blocks):
+                block = self.pool.lookup(self._key(keys, i, token_ids, extra))
+                if block is None:
+                    break
+                hits.append(block)
         self._keys[request_id] = keys
+        self._num_registered[request_id] = len(hits)  # hits are registered already
         self.pool.num_queries += max(max_blocks, 0)
         self.pool.num_hits += len(hits)
         return hits
+
+    def _key(self, keys: list[BlockKey], index: int, token_ids: Sequence[int],
+             extra: tuple[object, ...]) -> BlockKey:
+        """keys[index], hashing it (and any missing before it) on first need."""
+        while len(keys) <= index:
+            i = len(keys)
+            parent = keys[-1].hash_value if keys else None
+            keys.append(hash_block(parent, tuple(token_ids[i * self.block_size:(i + 1) * self.block_size]), extra))
+        return keys[index]
 
     # ---- mutations -----------------------------------------------------------------------------
     def allocate(self, request_id: str, num_tokens_after: int, cached: Sequence[KVBlock] = ()) -> bool:
@@ -74,24 +88,25 @@ class KVCacheManager:
         return True
 
     def commit(self, request_id: str, token_ids: Sequence[int], num_computed: int,
-               extra: tuple[object, ...] = ()) -> None:
-        """Register the request's blocks that became full now that num_computed tokens are in the cache."""
+               extra: tuple[object, ...] = (), block_keys: list[BlockKey] | None = None) -> None:
+        """Register the request's blocks that became full now that num_computed tokens are in the
+        cache. block_keys: as in find_cached_prefix (keys already there are not hashed again)."""
         if not self.enable_caching:
             return
-        keys = self._keys.setdefault(request_id, [])
+        keys = self._keys.setdefault(request_id, [] if block_keys is None else block_keys)
         blocks = self._blocks[request_id]
+        start = self._num_registered.get(request_id, 0)
         num_full = num_computed // self.block_size
-        for i in range(len(keys), num_full):
-            parent = keys[-1].hash_value if keys else None
-            key = hash_block(parent, tuple(token_ids[i * self.block_size:(i + 1) * self.block_size]), extra)
-            self.pool.register(blocks[i], key)
-            keys.append(key)
+        for i in range(start, num_full):
+            self.pool.register(blocks[i], self._key(keys, i, token_ids, extra))
+        self._num_registered[request_id] = max(start, num_full)
 
     def free(self, request_id: str) -> None:
         """Release a request's blocks. Tail blocks are freed first so they are evicted before the
         shared prefix they extend."""
         blocks = self._blocks.pop(request_id, [])
         self._keys.pop(request_id, None)
+        self._num_registered.pop(request_id, None)
         self.pool.free(reversed(blocks))
 
     def holds(self, request_id: str) -> bool:
