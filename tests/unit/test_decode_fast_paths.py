@@ -69,3 +69,15 @@ def test_batch_one_decode_reads_exact_length_from_seq_lens(seq_len: int, consecu
     k = k_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
     v = v_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
     torch.testing.assert_close(out[0], _plain_attention(q[0], k, v, head_dim ** -0.5), rtol=1e-5, atol=1e-5)
+
+
+def test_dense_bias_puts_bans_over_biases() -> None:
+    from engine.params import SamplingParams
+    from engine.sampling_batch import _dense_bias
+
+    params = [SamplingParams(logit_bias={3: 1.5, 7: 2.0}), SamplingParams(), SamplingParams(logit_bias={1: -2.0})]
+    bias = _dense_bias(params, [[7, 0], [], [4]], 3, 10, torch.device("cpu"))
+    want = torch.zeros(3, 10)
+    want[0, 3], want[0, 7], want[0, 0] = 1.5, float("-inf"), float("-inf")
+    want[2, 1], want[2, 4] = -2.0, float("-inf")
+    assert torch.equal(bias, want)
