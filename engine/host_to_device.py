@@ -9,6 +9,8 @@ the copy that reads it has completed, so the caller may drop the host tensor at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -25,7 +27,7 @@ def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
     return host.to(device)
 
 
-def tensor_on(values: list[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def tensor_on(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """torch.tensor(values) built on the host, then moved with to_device()."""
     return to_device(torch.tensor(values, dtype=dtype), device)
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from engine.host_to_device import tensor_on
 from engine.params import SamplingParams
 from engine.request import Request
 from engine.sampler import SamplingTensors
@@ -26,7 +27,7 @@ def build_sampling_tensors(requests: Sequence[Request], vocab_size: int, device:
     n = len(requests)
 
     def col(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype, device=device)
+        return tensor_on(values, dtype, device)  # pinned, non-blocking on CUDA
 
     tensors = SamplingTensors(
         temperature=col([p.temperature for p in params]),
@@ -45,7 +46,7 @@ def build_sampling_tensors(requests: Sequence[Request], vocab_size: int, device:
         tensors.repetition_penalty = col([p.repetition_penalty for p in params])
         seen = torch.zeros((n, vocab_size), dtype=torch.bool, device=device)
         for i, r in enumerate(requests):
-            seen[i, torch.tensor(r.token_ids, dtype=torch.long, device=device)] = True
+            seen[i, tensor_on(r.token_ids, torch.long, device)] = True
         tensors.seen_mask = seen
     if any(p.presence_penalty or p.frequency_penalty for p in params):
         tensors.presence_penalty = col([p.presence_penalty for p in params])
@@ -54,7 +55,7 @@ def build_sampling_tensors(requests: Sequence[Request], vocab_size: int, device:
         for i, r in enumerate(requests):
             out = r.output_token_ids
             if out:
-                ids = torch.tensor(out, dtype=torch.long, device=device)
+                ids = tensor_on(out, torch.long, device)
                 counts[i].index_add_(0, ids, torch.ones(len(out), device=device))
         tensors.output_counts = counts
 
@@ -76,7 +77,7 @@ def _dense_bias(params: Sequence[SamplingParams], bans: list[list[int]], n: int,
     if rows:
         cols = [int(t) for p in params for t in p.logit_bias]
         values = [float(v) for p in params for v in p.logit_bias.values()]
-        bias.index_put_((_ids(rows, device), _ids(cols, device)), torch.tensor(values, device=device))
+        bias.index_put_((_ids(rows, device), _ids(cols, device)), tensor_on(values, torch.float32, device))
     ban_rows = [i for i, banned in enumerate(bans) for _ in banned]
     if ban_rows:
         ban_cols = [t for banned in bans for t in banned]
@@ -86,4 +87,4 @@ def _dense_bias(params: Sequence[SamplingParams], bans: list[list[int]], n: int,
 
 
 def _ids(values: list[int], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.long, device=device)
+    return tensor_on(values, torch.long, device)
