@@ -45,17 +45,23 @@ class ModelRunner:
         self.decode_graphs: DecodeGraphRunner | None = None
 
     def capture_decode_graphs(self, max_batch: int, max_model_len: int,
-                              capture: Capture | None = None) -> float:
-        """Capture the decode forward for padded batch sizes up to max_batch; returns seconds taken.
-        capture: CUDA graphs by default; tests pass decode_graphs.capture_eager on CPU."""
+                              capture: Capture | None = None) -> bool:
+        """Capture the decode forward for padded batch sizes up to max_batch (CUDA graphs by default;
+        tests pass decode_graphs.capture_eager on CPU). Returns whether graphs are in use: a capture
+        that fails is logged and decode stays eager, because a driver / kernel combination nobody
+        has tried must cost speed, never the server."""
         start = time.perf_counter()
-        graphs = DecodeGraphRunner(self.model, self.kv_caches, self.block_size, max_model_len, max_batch)
         sizes = capture_sizes(max_batch)
-        graphs.capture(sizes, capture or CudaGraphCapture())
+        try:
+            graphs = DecodeGraphRunner(self.model, self.kv_caches, self.block_size, max_model_len, max_batch)
+            graphs.capture(sizes, capture or CudaGraphCapture())
+        except Exception:
+            log.exception("decode graph capture failed; decode steps run eagerly (--no-cuda-graphs skips the capture)")
+            self.decode_graphs = None
+            return False
         self.decode_graphs = graphs
-        seconds = time.perf_counter() - start
-        log.info("captured decode graphs for batch sizes %s in %.1f s", list(sizes), seconds)
-        return seconds
+        log.info("captured decode graphs for batch sizes %s in %.1f s", list(sizes), time.perf_counter() - start)
+        return True
 
     @torch.inference_mode()
     def run(self, batch: ForwardBatch) -> torch.Tensor:

@@ -94,3 +94,20 @@ def test_padding_rows_touch_only_the_null_block(make_engine: Callable[..., LLMEn
     written = {b for b in range(caches[0].shape[0]) if any(not c[b].equal(o[b]) for c, o in zip(caches, before))}
     assert 0 in written, "the padding row writes its key/value into the null block"
     assert written - {0} <= owned, f"blocks written outside any request: {sorted(written - {0} - owned)}"
+
+
+def test_a_failed_capture_leaves_decode_eager(make_engine: Callable[..., LLMEngine]) -> None:
+    engine = make_engine(max_model_len=256, max_num_seqs=4)
+
+    def failing_capture(fn: Callable[[], Any]) -> Any:
+        fn()
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    assert engine.runner.capture_decode_graphs(4, engine.max_model_len, capture=failing_capture) is False
+    assert engine.runner.decode_graphs is None
+    rid = engine.add_request(engine.tokenizer("Hello").input_ids,
+                             SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True))
+    outs = []
+    while engine.has_unfinished():
+        outs += engine.step()
+    assert [o for o in outs if o.request_id == rid and o.finished][0].num_output_tokens == 3
