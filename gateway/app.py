@@ -50,7 +50,9 @@ def engine_config(settings: ServeSettings) -> Any:
 def build_engine(settings: ServeSettings, progress: Callable[[str], None]) -> Any:
     """Load the model and build the AsyncEngine (blocking: run it in a thread)."""
     from engine.async_engine import AsyncEngine
+    from gateway.memory import apply_memory_defaults
 
+    apply_memory_defaults()  # before the first forward pass: bounds torch's per-shape matmul caches
     progress(f"loading model {settings.model or '(embedded default: SmolLM2-135M-Instruct)'}")
     t0 = time.perf_counter()
     engine = AsyncEngine(engine_config(settings))
