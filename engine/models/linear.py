@@ -22,21 +22,30 @@ def _can_pack(weight: torch.Tensor) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+# Rows up to which a packed weight is used.
+PACKED_MAX_ROWS = 8
+# Off by default. Measured (bench/results/engine_decode.md): packed calls are 1.6-2.4x faster in
+# isolation at 1-4 rows, but the 64-request mixed workload ran ~1.7x slower end to end with every
+# call packed and ~1.35x slower with packing limited to <= 8 rows, while packing off ran at the
+# earlier speed; the cause is not found. Single-stream decode loses its packing gain with it off.
+PACK_BY_DEFAULT = False
+
+
 class Linear:
     """A linear layer's weight [N, K] (and bias [N]); call on x [..., K] -> [..., N]."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, pack: bool = True) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 pack: bool = PACK_BY_DEFAULT) -> None:
         self.out_features, self.in_features = weight.shape
         self.bias = bias
+        self.weight = weight
         self.packed: torch.Tensor | None = None
-        self.weight: torch.Tensor | None = weight
         if pack and _can_pack(weight):
-            # batch-size hint 1: tuned for decode; larger batches measured no slower with it
+            # batch-size hint 1: tuned for decode. The plain weight stays for larger calls (costs
+            # one more copy of the weights in memory).
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1)
-            self.weight = None  # only the packed copy is used from here on
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
+        if self.packed is not None and x.numel() <= PACKED_MAX_ROWS * self.in_features:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        assert self.weight is not None
         return F.linear(x, self.weight, self.bias)
