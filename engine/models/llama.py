@@ -2,11 +2,6 @@
 
 Weights stay plain tensors (no nn.Module): q/k/v and gate/up are fused once at load, so a layer
 is four matmuls. The attention backend owns the cache layout.
-
-At batch 1 a 30-layer 135M model is bound by per-op host overhead as much as by the matmuls, so
-the layer is written for few ops: rope on q and k in one go (their heads are adjacent in the qkv
-output), cos/sin gathered once per step, residual adds in place, weights packed once for the
-CPU's matmul library (engine/models/linear.py).
 """
 
 from __future__ import annotations
@@ -19,18 +14,18 @@ import torch.nn.functional as F
 from engine.attention.base import AttentionBackend
 from engine.attention.metadata import AttentionMetadata
 from engine.models.arch import ModelArch
-from engine.models.linear import Linear
-from engine.models.rope import apply_rope_rolled, rope_cache, signed_sin
+from engine.models.rope import apply_rope, rope_cache
 
 
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor  # [H]
-    qkv: Linear  # [(heads + 2 * kv_heads) * D, H], bias (Qwen2) [(heads + 2 * kv_heads) * D]
-    o_proj: Linear  # [H, heads * D]
+    qkv: torch.Tensor  # [(heads + 2 * kv_heads) * D, H]
+    qkv_bias: torch.Tensor | None  # [(heads + 2 * kv_heads) * D] (Qwen2)
+    o_proj: torch.Tensor  # [H, heads * D]
     post_norm: torch.Tensor  # [H]
-    gate_up: Linear  # [2 * I, H]
-    down: Linear  # [H, I]
+    gate_up: torch.Tensor  # [2 * I, H]
+    down: torch.Tensor  # [H, I]
 
 
 class LlamaModel:
@@ -40,14 +35,13 @@ class LlamaModel:
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
         self.norm = weights["model.norm.weight"]
-        self.lm_head = Linear(weights.get("lm_head.weight", self.embed))  # tied when absent
+        self.lm_head = weights.get("lm_head.weight", self.embed)  # tied when absent
         self.dtype = self.embed.dtype
         self.device = self.embed.device
         self.layers = [self._fuse(weights, i) for i in range(arch.num_layers)]
         scaling = dict(arch.rope_scaling) if arch.rope_scaling else None
-        self.cos, sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
-                                   self.device, self.dtype)
-        self.sin_signed = signed_sin(sin)  # [P, D]
+        self.cos, self.sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
+                                        self.device, self.dtype)
         self.scale = arch.head_dim ** -0.5
         self.q_size = arch.num_heads * arch.head_dim
         self.kv_size = arch.num_kv_heads * arch.head_dim
@@ -61,39 +55,37 @@ class LlamaModel:
             bias = torch.cat([w[attn + "q_proj.bias"], w[attn + "k_proj.bias"], w[attn + "v_proj.bias"]])
         return LayerWeights(
             input_norm=w[p + "input_layernorm.weight"],
-            qkv=Linear(torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"],
-                                  w[attn + "v_proj.weight"]]), bias),
-            o_proj=Linear(w[attn + "o_proj.weight"]),
+            qkv=torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"], w[attn + "v_proj.weight"]]),
+            qkv_bias=bias,
+            o_proj=w[attn + "o_proj.weight"],
             post_norm=w[p + "post_attention_layernorm.weight"],
-            gate_up=Linear(torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]])),
-            down=Linear(w[mlp + "down_proj.weight"]),
+            gate_up=torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]]),
+            down=w[mlp + "down_proj.weight"],
         )
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata) -> torch.Tensor:
         """input_ids, positions: [T] -> final hidden states [T, H] (already normed)."""
         arch = self.arch
-        eps, shape = arch.rms_norm_eps, (arch.hidden_size,)
-        heads, kv_heads, head_dim = arch.num_heads, arch.num_kv_heads, arch.head_dim
-        qk_size = self.q_size + self.kv_size
-        residual = F.embedding(input_ids, self.embed)  # [T, H], a fresh tensor: safe to add into
-        cos = self.cos[positions].unsqueeze(1)  # [T, 1, D]
-        sin = self.sin_signed[positions].unsqueeze(1)  # [T, 1, D]
+        eps = arch.rms_norm_eps
+        hidden = F.embedding(input_ids, self.embed)  # [T, H]
+        cos, sin = self.cos[positions], self.sin[positions]  # [T, D]
+        residual = hidden
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
-            x = F.rms_norm(residual, shape, layer.input_norm, eps)
-            qkv = layer.qkv(x)  # [T, (heads + 2 kv) * D]
-            qk = apply_rope_rolled(qkv[:, :qk_size].view(-1, heads + kv_heads, head_dim), cos, sin)
-            q, k = qk[:, :heads], qk[:, heads:]  # [T, heads, D], [T, kv, D]
-            v = qkv[:, qk_size:].view(-1, kv_heads, head_dim)  # [T, kv, D]
+            x = F.rms_norm(residual, (arch.hidden_size,), layer.input_norm, eps)
+            qkv = F.linear(x, layer.qkv, layer.qkv_bias)  # [T, (heads + 2 kv) * D]
+            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+            q = apply_rope(q.view(-1, arch.num_heads, arch.head_dim), cos, sin)  # [T, heads, D]
+            k = apply_rope(k.view(-1, arch.num_kv_heads, arch.head_dim), cos, sin)  # [T, kv, D]
+            v = v.view(-1, arch.num_kv_heads, arch.head_dim)
             self.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
             attn = self.backend.attend(q, k_cache, v_cache, meta, self.scale)  # [T, heads, D]
-            residual += layer.o_proj(attn.reshape(-1, self.q_size))
-            x = F.rms_norm(residual, shape, layer.post_norm, eps)
-            gate_up = layer.gate_up(x)  # [T, 2I]
-            gate, up = gate_up.chunk(2, dim=-1)  # [T, I] each
-            residual += layer.down(F.silu(gate) * up)
-        return F.rms_norm(residual, shape, self.norm, eps)
+            residual = residual + F.linear(attn.reshape(-1, self.q_size), layer.o_proj)
+            x = F.rms_norm(residual, (arch.hidden_size,), layer.post_norm, eps)
+            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)  # [T, I] each
+            residual = residual + F.linear(F.silu(gate) * up, layer.down)
+        return F.rms_norm(residual, (arch.hidden_size,), self.norm, eps)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [S, H] -> logits [S, V] in fp32."""
-        return self.lm_head(hidden).float()
+        return F.linear(hidden, self.lm_head).float()
