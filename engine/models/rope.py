@@ -60,24 +60,8 @@ def rope_cache(head_dim: int, theta: float, scaling: dict | None, max_positions:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [T, heads, D]; cos/sin: [T, D] (already gathered at the tokens' positions).
-    HF's formula as written; the reference apply_rope_rolled is tested against."""
+    """x: [T, heads, D]; cos/sin: [T, D] (already gathered at the tokens' positions)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)
 
-
-def signed_sin(sin: torch.Tensor) -> torch.Tensor:
-    """sin [..., D] -> [-sin[:D/2], sin[D/2:]]: folds rotate-half's negation into the table."""
-    half = sin.shape[-1] // 2
-    return torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
-
-
-def apply_rope_rolled(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """Bit-identical to apply_rope in 4 ops instead of 8: rotate_half(x) * sin equals
-    roll(x, D/2) * signed_sin(sin) element for element (negating a factor is exact).
-
-    x: [T, heads, D] (any strides; q and k heads together); cos, sin_signed: [T, 1, D]."""
-    out = x * cos
-    out += x.roll(x.shape[-1] // 2, dims=-1) * sin_signed
-    return out
