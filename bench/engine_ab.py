@@ -26,7 +26,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from engine_bench import make_workload, run_engine
 
-    from engine.models.loader import load_model
+    from sluicegate.engine.models.loader import load_model
 
     loaded = load_model(None, torch.bfloat16, torch.device("cpu"))
     jobs = make_workload(loaded.tokenizer, args.requests, 0)

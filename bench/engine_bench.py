@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.llm import build_config  # noqa: E402
-from engine.llm_engine import LLMEngine  # noqa: E402
-from engine.models.loader import LoadedModel, load_model  # noqa: E402
-from engine.params import SamplingParams  # noqa: E402
+from sluicegate.engine.llm import build_config  # noqa: E402
+from sluicegate.engine.llm_engine import LLMEngine  # noqa: E402
+from sluicegate.engine.models.loader import LoadedModel, load_model  # noqa: E402
+from sluicegate.engine.params import SamplingParams  # noqa: E402
 
 TEXT = (
     "The river ran quietly past the old mill, carrying leaves and small branches toward the sea. "
@@ -134,8 +134,8 @@ def main() -> None:
     loaded = load_model(None, dtype, torch.device("cpu"))
     from transformers import AutoModelForCausalLM
 
-    from engine.models.default_model import default_model_path
-    from engine.models.gguf_loader import gguf_hf_dir
+    from sluicegate.engine.models.default_model import default_model_path
+    from sluicegate.engine.models.gguf_loader import gguf_hf_dir
 
     hf = AutoModelForCausalLM.from_pretrained(gguf_hf_dir(default_model_path(), None), dtype=dtype).eval()
     n = 16 if args.quick else args.requests

@@ -15,7 +15,7 @@ from gpu_check_common import BANDWIDTH_TB_S, Report, Scale, free_memory, run_sec
 
 # ---- 3. engine vs HF -------------------------------------------------------------------------
 def engine_api() -> tuple[type, type]:
-    from engine import LLM, SamplingParams
+    from sluicegate.engine import LLM, SamplingParams
 
     return LLM, SamplingParams
 
@@ -88,8 +88,8 @@ def hf_generate(model, prompts: list[list[int]], max_new: int) -> list[list[int]
 
 
 def default_hf_folder() -> Path:
-    from engine.models.default_model import resolve_model_path
-    from engine.models.gguf_loader import gguf_hf_dir
+    from sluicegate.engine.models.default_model import resolve_model_path
+    from sluicegate.engine.models.gguf_loader import gguf_hf_dir
 
     return gguf_hf_dir(resolve_model_path(None))
 

@@ -42,7 +42,7 @@ def kernel_tests(report: Report, dry: bool) -> None:
 def _decode_case(s: Scale, batch: int):  # noqa: ANN202 - returns (q, k_cache, v_cache, meta)
     import torch
 
-    from engine.attention.metadata import AttentionMetadata
+    from sluicegate.engine.attention.metadata import AttentionMetadata
 
     block, dtype = 16, torch.bfloat16
     blocks_per_seq = (s.decode_ctx + block - 1) // block
@@ -62,8 +62,8 @@ def _decode_case(s: Scale, batch: int):  # noqa: ANN202 - returns (q, k_cache, v
 
 
 def microbench(report: Report, s: Scale) -> None:
-    from engine.attention.torch_backend import TorchAttentionBackend
-    from engine.attention.triton_backend import TritonAttentionBackend
+    from sluicegate.engine.attention.torch_backend import TorchAttentionBackend
+    from sluicegate.engine.attention.triton_backend import TritonAttentionBackend
 
     ours, ref = TritonAttentionBackend(), TorchAttentionBackend()
     for batch in s.decode_batches:
@@ -77,8 +77,8 @@ def _bitmask_bench(report: Report, s: Scale) -> None:
     """Grammar bitmask on [batch, vocab] logits: the triton kernel vs torch's unpack + masked_fill."""
     import torch
 
-    from engine.kernels.token_bitmask import apply_token_bitmask_triton
-    from engine.token_bitmask import apply_token_bitmask_torch
+    from sluicegate.engine.kernels.token_bitmask import apply_token_bitmask_triton
+    from sluicegate.engine.token_bitmask import apply_token_bitmask_torch
 
     batch, vocab = max(s.decode_batches), 49152
     logits = torch.randn(batch, vocab, device=s.device)
@@ -113,7 +113,7 @@ def _decode_bench(report: Report, s: Scale, batch: int, ours, ref) -> None:  # n
 def _prefill_bench(report: Report, s: Scale, ours, ref) -> None:  # noqa: ANN001
     import torch
 
-    from engine.attention.metadata import AttentionMetadata
+    from sluicegate.engine.attention.metadata import AttentionMetadata
 
     n, length, block = s.prefill_seqs, s.prefill_len, 16
     per_seq = (length + block - 1) // block

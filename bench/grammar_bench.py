@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grammars import get_backend  # noqa: E402
-from grammars.conformance import FileSummary, check_case, read_cases  # noqa: E402
-from grammars.vocab import vocab_size_of  # noqa: E402
+from sluicegate.grammars import get_backend  # noqa: E402
+from sluicegate.grammars.conformance import FileSummary, check_case, read_cases  # noqa: E402
+from sluicegate.grammars.vocab import vocab_size_of  # noqa: E402
 from tests.grammars.conftest import SAMPLE_SCHEMAS, SHARED_SCHEMAS, load_default_tokenizer  # noqa: E402
 
 

@@ -35,7 +35,7 @@ def free_port() -> int:
 
 def default_gguf() -> Path:
     sys.path.insert(0, str(ROOT))
-    from engine.models.default_model import default_model_path
+    from sluicegate.engine.models.default_model import default_model_path
 
     return default_model_path()
 
@@ -86,7 +86,7 @@ def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path) ->
 
 def start_sluicegate(extra_args: Sequence[str] = ()) -> Server:
     port = free_port()
-    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--log-level", "warning", *extra_args]
+    cmd = [sys.executable, "-m", "sluicegate.gateway.cli", "serve", "--port", str(port), "--log-level", "warning", *extra_args]
     return _launch("sluicegate", cmd, "/ready", port, OUT_DIR / "sluicegate.log")
 
 

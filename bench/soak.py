@@ -66,8 +66,8 @@ def start_server(settings: Any | None = None, engine: Any | None = None) -> Live
     """uvicorn on 127.0.0.1 in a background thread; loads the default model unless `engine` is given."""
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway.app import create_app
+    from sluicegate.gateway.settings import ServeSettings
 
     port = _free_port()
     settings = settings or ServeSettings(kv_cache_memory_gb=0.5)
@@ -211,7 +211,7 @@ async def run_soak(url: str, model: str, total: int, concurrency: int, max_token
 
 def live_matchers() -> int:
     """Grammar matchers still alive anywhere in the process (each request owns one while it runs)."""
-    from grammars.llguidance_backend import LLGuidanceMatcher
+    from sluicegate.grammars.llguidance_backend import LLGuidanceMatcher
 
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) is LLGuidanceMatcher)  # type(): no torch lazy-module warnings

@@ -12,12 +12,12 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator
 
-from engine.config import EngineConfig
-from engine.llm_engine import LLMEngine
-from engine.models.loader import LoadedModel
-from engine.outputs import RequestOutput
-from engine.params import SamplingParams
-from grammars.backend import GrammarError
+from sluicegate.engine.config import EngineConfig
+from sluicegate.engine.llm_engine import LLMEngine
+from sluicegate.engine.models.loader import LoadedModel
+from sluicegate.engine.outputs import RequestOutput
+from sluicegate.engine.params import SamplingParams
+from sluicegate.grammars.backend import GrammarError
 
 log = logging.getLogger("sluicegate.engine")
 

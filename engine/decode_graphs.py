@@ -24,10 +24,10 @@ from typing import Any, Protocol
 
 import torch
 
-from engine.attention.metadata import AttentionMetadata, HostAttentionInputs
-from engine.batch import ForwardBatch
-from engine.host_to_device import copy_into
-from engine.models.llama import LlamaModel
+from sluicegate.engine.attention.metadata import AttentionMetadata, HostAttentionInputs
+from sluicegate.engine.batch import ForwardBatch
+from sluicegate.engine.host_to_device import copy_into
+from sluicegate.engine.models.llama import LlamaModel
 
 NULL_BLOCK = 0  # the block pool's pinned block: padding rows write and read only here
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 
-from engine.config import CacheConfig, EngineConfig, GrammarConfig, ModelConfig, SchedulerConfig
-from engine.llm_engine import LLMEngine
-from engine.outputs import CompletionOutput
-from engine.params import SamplingParams
+from sluicegate.engine.config import CacheConfig, EngineConfig, GrammarConfig, ModelConfig, SchedulerConfig
+from sluicegate.engine.llm_engine import LLMEngine
+from sluicegate.engine.outputs import CompletionOutput
+from sluicegate.engine.params import SamplingParams
 
 _SECTIONS = {"model": ModelConfig, "cache": CacheConfig, "scheduler": SchedulerConfig, "grammar": GrammarConfig}
 _RENAMES = {"grammar_backend": ("grammar", "backend")}

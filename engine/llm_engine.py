@@ -10,23 +10,23 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.attention.base import select_backend
-from engine.config import EngineConfig, resolve_device, resolve_dtype
-from engine.detokenizer import IncrementalDetokenizer
-from engine.host_to_device import to_device
-from engine.kv_cache.manager import KVCacheManager
-from engine.models.llama import LlamaModel
-from engine.models.loader import LoadedModel, load_model
-from engine.outputs import RequestOutput, TokenLogprob
-from engine.params import SamplingParams
-from engine.request import Request, RequestStatus
-from engine.runner import ModelRunner, kv_bytes_per_block
-from engine.sampler import SamplerOutput, sample
-from engine.sampling_batch import build_sampling_tensors
-from engine.scheduler import Scheduler
-from engine.structured import GrammarStage
-from engine.validation import resolve_max_tokens
-from grammars.backend import GrammarError
+from sluicegate.engine.attention.base import select_backend
+from sluicegate.engine.config import EngineConfig, resolve_device, resolve_dtype
+from sluicegate.engine.detokenizer import IncrementalDetokenizer
+from sluicegate.engine.host_to_device import to_device
+from sluicegate.engine.kv_cache.manager import KVCacheManager
+from sluicegate.engine.models.llama import LlamaModel
+from sluicegate.engine.models.loader import LoadedModel, load_model
+from sluicegate.engine.outputs import RequestOutput, TokenLogprob
+from sluicegate.engine.params import SamplingParams
+from sluicegate.engine.request import Request, RequestStatus
+from sluicegate.engine.runner import ModelRunner, kv_bytes_per_block
+from sluicegate.engine.sampler import SamplerOutput, sample
+from sluicegate.engine.sampling_batch import build_sampling_tensors
+from sluicegate.engine.scheduler import Scheduler
+from sluicegate.engine.structured import GrammarStage
+from sluicegate.engine.validation import resolve_max_tokens
+from sluicegate.grammars.backend import GrammarError
 
 log = logging.getLogger("sluicegate.engine")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from grammars.specs import GrammarSpec
+    from sluicegate.grammars.specs import GrammarSpec
 
 
 class InvalidRequestError(ValueError):

@@ -8,14 +8,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.params import SamplingParams
+from sluicegate.engine.params import SamplingParams
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.detokenizer import IncrementalDetokenizer
-    from engine.kv_cache.block_pool import BlockKey
-    from grammars.backend import Grammar, Matcher
+    from sluicegate.engine.detokenizer import IncrementalDetokenizer
+    from sluicegate.engine.kv_cache.block_pool import BlockKey
+    from sluicegate.grammars.backend import Grammar, Matcher
 
 
 class RequestStatus(enum.Enum):

@@ -11,13 +11,13 @@ import time
 
 import torch
 
-from engine.attention.base import AttentionBackend
-from engine.attention.metadata import AttentionMetadata
-from engine.batch import ForwardBatch
-from engine.decode_graphs import Capture, CudaGraphCapture, DecodeGraphRunner, capture_sizes
-from engine.host_to_device import tensor_on
-from engine.models.arch import ModelArch
-from engine.models.llama import LlamaModel
+from sluicegate.engine.attention.base import AttentionBackend
+from sluicegate.engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.batch import ForwardBatch
+from sluicegate.engine.decode_graphs import Capture, CudaGraphCapture, DecodeGraphRunner, capture_sizes
+from sluicegate.engine.host_to_device import tensor_on
+from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.llama import LlamaModel
 
 log = logging.getLogger("sluicegate.engine")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.token_bitmask import apply_token_bitmask_
+from sluicegate.engine.token_bitmask import apply_token_bitmask_
 
 NEG_INF = float("-inf")
 

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.host_to_device import tensor_on
-from engine.params import SamplingParams
-from engine.request import Request
-from engine.sampler import SamplingTensors
+from sluicegate.engine.host_to_device import tensor_on
+from sluicegate.engine.params import SamplingParams
+from sluicegate.engine.request import Request
+from sluicegate.engine.sampler import SamplingTensors
 
 
 def _min_tokens_bans(request: Request) -> list[int]:

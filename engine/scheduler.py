@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.batch import ForwardBatch
-from engine.config import SchedulerConfig
-from engine.kv_cache.manager import KVCacheManager
-from engine.request import Request, RequestStatus
+from sluicegate.engine.batch import ForwardBatch
+from sluicegate.engine.config import SchedulerConfig
+from sluicegate.engine.kv_cache.manager import KVCacheManager
+from sluicegate.engine.request import Request, RequestStatus
 
 
 @dataclass

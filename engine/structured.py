@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from engine.config import GrammarConfig
-from engine.request import Request, RequestStatus
-from grammars.backend import Grammar, GrammarError, allocate_bitmask
-from grammars.bitmask import fill_bitmasks
-from grammars.specs import GrammarSpec
+from sluicegate.engine.config import GrammarConfig
+from sluicegate.engine.request import Request, RequestStatus
+from sluicegate.grammars.backend import Grammar, GrammarError, allocate_bitmask
+from sluicegate.grammars.bitmask import fill_bitmasks
+from sluicegate.grammars.specs import GrammarSpec
 
 
 class GrammarStage:
@@ -34,7 +34,7 @@ class GrammarStage:
     @property
     def compiler(self) -> Any:
         if self._compiler is None:
-            from grammars.cache import GrammarCompiler
+            from sluicegate.grammars.cache import GrammarCompiler
 
             self._compiler = GrammarCompiler(
                 self.config.backend, self.tokenizer, num_workers=self.config.num_compile_workers,

@@ -29,7 +29,7 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     if bitmask.device != logits.device:
         raise ValueError(f"bitmask on {bitmask.device}, logits on {logits.device}: copy it first")
     if logits.device.type in ("cuda", "xpu"):
-        from engine.kernels.token_bitmask import apply_token_bitmask_triton
+        from sluicegate.engine.kernels.token_bitmask import apply_token_bitmask_triton
 
         apply_token_bitmask_triton(logits, bitmask)
     else:

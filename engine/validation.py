@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.params import InvalidRequestError, SamplingParams
+from sluicegate.engine.params import InvalidRequestError, SamplingParams
 
 
 def resolve_max_tokens(prompt_token_ids: Sequence[int], params: SamplingParams, max_model_len: int,

@@ -20,8 +20,8 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from units import DESCRIPTION, QUESTION, SCHEMA, check_call  # noqa: E402
 
-from proto.sluicegate.v1 import inference_pb2 as pb  # noqa: E402
-from proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc  # noqa: E402
+from sluicegate.proto.sluicegate.v1 import inference_pb2 as pb  # noqa: E402
+from sluicegate.proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc  # noqa: E402
 
 TOOL = pb.Tool(name="convert_length", description=DESCRIPTION, parameters=json.dumps(SCHEMA))
 

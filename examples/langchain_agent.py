@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from units import DESCRIPTION, QUESTION, Unit, check_call  # noqa: E402
 
-from integrations.langchain import ChatSluicegate  # noqa: E402
+from sluicegate.integrations.langchain import ChatSluicegate  # noqa: E402
 
 
 class ConvertArgs(BaseModel):

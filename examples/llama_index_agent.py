@@ -19,7 +19,7 @@ from llama_index.core.tools import FunctionTool
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from units import DESCRIPTION, QUESTION, Unit, check_call  # noqa: E402
 
-from integrations.llama_index import Sluicegate  # noqa: E402
+from sluicegate.integrations.llama_index import Sluicegate  # noqa: E402
 
 
 def convert_length(value: float, from_unit: Unit, to_unit: Unit) -> float:

@@ -20,18 +20,25 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from gateway import errors
-from gateway.metrics import Metrics
-from gateway.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
-from gateway.settings import ServeSettings
-from gateway.state import AppState
+from sluicegate import __version__
+from sluicegate.gateway import errors
+from sluicegate.gateway.metrics import Metrics
+from sluicegate.gateway.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from sluicegate.gateway.settings import ServeSettings
+from sluicegate.gateway.state import AppState
 
 log = logging.getLogger("sluicegate.gateway")
 
 
 def engine_config(settings: ServeSettings) -> Any:
     """The EngineConfig the serve flags describe."""
-    from engine.config import CacheConfig, EngineConfig, GrammarConfig, ModelConfig, SchedulerConfig
+    from sluicegate.engine.config import (
+        CacheConfig,
+        EngineConfig,
+        GrammarConfig,
+        ModelConfig,
+        SchedulerConfig,
+    )
 
     return EngineConfig(
         model=ModelConfig(model=settings.model, dtype=settings.dtype, max_model_len=settings.max_model_len,
@@ -49,8 +56,8 @@ def engine_config(settings: ServeSettings) -> Any:
 
 def build_engine(settings: ServeSettings, progress: Callable[[str], None]) -> Any:
     """Load the model and build the AsyncEngine (blocking: run it in a thread)."""
-    from engine.async_engine import AsyncEngine
-    from gateway.memory import apply_memory_defaults
+    from sluicegate.engine.async_engine import AsyncEngine
+    from sluicegate.gateway.memory import apply_memory_defaults
 
     apply_memory_defaults()  # before the first forward pass: bounds torch's per-shape matmul caches
     progress(f"loading model {settings.model or '(embedded default: SmolLM2-135M-Instruct)'}")
@@ -69,8 +76,8 @@ def _stderr_progress(message: str) -> None:
 
 async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str], None]) -> None:
     """Load (if the app owns its engine), start, and build the chat renderer; then turn ready on."""
-    from gateway.chat_format import ChatRenderer
-    from gateway.logprobs import TokenText
+    from sluicegate.gateway.chat_format import ChatRenderer
+    from sluicegate.gateway.logprobs import TokenText
 
     engine: Any = state.engine
     if engine is None:
@@ -82,7 +89,7 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
     state.token_text = TokenText(engine.tokenizer)
     state.model_name = state.settings.served_model_name or engine.model_name
     state.extra_servers = await _start_grpc(state, progress)
-    from gateway.mcp.runtime import start_mcp
+    from sluicegate.gateway.mcp.runtime import start_mcp
 
     state.extra_servers += await start_mcp(state, progress)
     state.ready = True
@@ -98,7 +105,7 @@ async def _start_grpc(state: AppState, progress: Callable[[str], None]) -> list[
     if state.settings.grpc_port is None:
         return []
     try:
-        grpc_server = importlib.import_module("gateway.grpc_server")
+        grpc_server = importlib.import_module("sluicegate.gateway.grpc_server")
     except ImportError as exc:
         progress(f"warning: --grpc-port given but the gRPC server is unavailable ({exc}); serving HTTP only")
         return []
@@ -132,7 +139,7 @@ def create_app(settings: ServeSettings | None = None, engine: Any | None = None,
             if owns_engine and state.engine is not None:
                 await state.engine.shutdown()
 
-    app = FastAPI(title="sluicegate", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="sluicegate", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.sg = state
     errors.install_error_handlers(app)
     _install_engine_error_handlers(app, settings)
@@ -156,19 +163,19 @@ def _on_loaded(state: AppState, task: asyncio.Task[None], report: Callable[[str]
 
 
 def _include_routes(app: FastAPI) -> None:
-    from gateway.routes import chat, completions, health, models
+    from sluicegate.gateway.routes import chat, completions, health, models
 
     for module in (chat, completions, models, health):
         app.include_router(module.router)
-    from gateway.mcp.endpoint import mount_mcp
+    from sluicegate.gateway.mcp.endpoint import mount_mcp
 
     mount_mcp(app)
 
 
 def _install_engine_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
     """GrammarError / InvalidRequestError raised while building a request -> 400 (not 500)."""
-    from engine.params import InvalidRequestError
-    from grammars.backend import GrammarError
+    from sluicegate.engine.params import InvalidRequestError
+    from sluicegate.grammars.backend import GrammarError
 
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         mapped = errors.from_engine_error(exc, settings.retry_after_s) or errors.server_error(str(exc))

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.logprobs import TokenText, chat_logprobs
-from gateway.protocol import (
+from sluicegate.gateway.logprobs import TokenText, chat_logprobs
+from sluicegate.gateway.protocol import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
@@ -28,7 +28,7 @@ from gateway.protocol import (
     ToolCall,
     Usage,
 )
-from grammars.tool_format import (
+from sluicegate.grammars.tool_format import (
     ContentDelta,
     ToolCallArgs,
     ToolCallStart,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from gateway.settings import ServeSettings
+from sluicegate.gateway.settings import ServeSettings
 
 _DEFAULTS = ServeSettings()
 
@@ -83,7 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 def serve(settings: ServeSettings) -> int:
     import uvicorn
 
-    from gateway.app import create_app
+    from sluicegate.gateway.app import create_app
 
     app = create_app(settings)
     state = app.state.sg
@@ -111,8 +111,8 @@ def serve(settings: ServeSettings) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from engine.llm import LLM
-    from engine.params import SamplingParams
+    from sluicegate.engine.llm import LLM
+    from sluicegate.engine.params import SamplingParams
 
     llm = LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len,
               kv_cache_memory_gb=args.kv_cache_memory_gb, grammar_backend=args.grammar_backend,

@@ -163,8 +163,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def from_engine_error(exc: BaseException, retry_after_s: int = 1) -> APIError | None:
     """Map the engine's and grammars' refusals to HTTP; None for anything else (a bug: 500)."""
-    from engine.params import InvalidRequestError  # the engine's light module, imported on first use
-    from grammars.backend import GrammarError
+    from sluicegate.engine.params import (
+        InvalidRequestError,  # the engine's light module, imported on first use
+    )
+    from sluicegate.grammars.backend import GrammarError
 
     if isinstance(exc, APIError):
         return exc

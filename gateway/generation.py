@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from gateway import errors
-from gateway.metrics import Metrics
+from sluicegate.gateway import errors
+from sluicegate.gateway.metrics import Metrics
 
 T = TypeVar("T")
 

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from gateway import errors
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.sampling import (
+from sluicegate.gateway import errors
+from sluicegate.gateway.protocol import ChatCompletionRequest, CompletionRequest
+from sluicegate.gateway.sampling import (
     chat_grammar,
     chat_params,
     completion_params,
     tool_choice_value,
     uses_tool_grammar,
 )
-from grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex
-from proto.sluicegate.v1 import inference_pb2 as pb
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex
+from sluicegate.proto.sluicegate.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
-    from engine.params import SamplingParams
+    from sluicegate.engine.params import SamplingParams
 
 FINISH_REASONS = {
     "stop": pb.FINISH_REASON_STOP,

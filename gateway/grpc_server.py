@@ -22,11 +22,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import errors
-from gateway.grpc_servicer import InferenceServicer
-from gateway.settings import ServeSettings
-from proto.sluicegate.v1 import inference_pb2 as pb
-from proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
+from sluicegate.gateway import errors
+from sluicegate.gateway.grpc_servicer import InferenceServicer
+from sluicegate.gateway.settings import ServeSettings
+from sluicegate.proto.sluicegate.v1 import inference_pb2 as pb
+from sluicegate.proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "sluicegate.v1.Inference"
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -94,7 +94,7 @@ class GrpcHandle:
 
 async def start(engine: Any, settings: ServeSettings, model_name: str) -> GrpcHandle:
     """Build, bind and start the gRPC server on settings.host:settings.grpc_port."""
-    from gateway.chat_format import ChatRenderer
+    from sluicegate.gateway.chat_format import ChatRenderer
 
     # the same renderer class and template as HTTP: prompts render to identical tokens
     renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template)

@@ -16,11 +16,11 @@ from typing import Any
 
 import grpc
 
-from gateway import errors, grpc_convert
-from gateway.chat_output import ChatContext, ChoiceStreamer
-from gateway.protocol import ChunkChoice
-from proto.sluicegate.v1 import inference_pb2 as pb
-from proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
+from sluicegate.gateway import errors, grpc_convert
+from sluicegate.gateway.chat_output import ChatContext, ChoiceStreamer
+from sluicegate.gateway.protocol import ChunkChoice
+from sluicegate.proto.sluicegate.v1 import inference_pb2 as pb
+from sluicegate.proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
 
 _CODE_BY_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from gateway.protocol import CompletionLogprobs, TokenLogprobOut, TopLogprob
+from sluicegate.gateway.protocol import CompletionLogprobs, TokenLogprobOut, TopLogprob
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,8 @@ from typing import Any
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import errors
-from gateway.metrics import Metrics
+from sluicegate.gateway import errors
+from sluicegate.gateway.metrics import Metrics
 
 
 class _TooLarge(StarletteHTTPException):

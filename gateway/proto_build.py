@@ -1,9 +1,10 @@
 """Generate Python code from proto/ with grpcio-tools (run by `make setup`; never edit the output).
 
-The protos are compiled with the repository root as the include path, so the generated modules
-import each other as `proto.sluicegate.v1.inference_pb2`: the same path works for an editable
-install (the `proto*` packages) and for PYTHONPATH=<repo>. `ensure_built()` (called when
-`proto.sluicegate.v1` is imported) regenerates missing or stale code, so a fresh clone works
+The protos are compiled with the repository root as the include path, and the generated modules'
+imports of each other are then written under the installed namespace
+(`sluicegate.proto.sluicegate.v1.inference_pb2`), the path that works for a wheel, an editable
+install and a source checkout alike. `ensure_built()` (called when
+`sluicegate.proto.sluicegate.v1` is imported) regenerates missing or stale code, so a fresh clone works
 without `make setup`. Output is written to a temporary folder first and moved into place file by
 file, so two processes generating at once never see half-written modules.
 """
@@ -17,6 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
+# protoc writes `from proto.sluicegate.v1 import ...` (the path from the include root); the
+# package is installed as `sluicegate.proto`.
+_PROTOC_IMPORT = "from proto."
+_PACKAGE_IMPORT = "from sluicegate.proto."
 
 
 def proto_files() -> list[Path]:
@@ -47,6 +52,7 @@ def build(out_root: Path | None = None) -> int:
             return code
         for proto in protos:
             for made, final in zip(generated_files(proto, Path(tmp)), generated_files(proto, target), strict=True):
+                made.write_text(made.read_text().replace(_PROTOC_IMPORT, _PACKAGE_IMPORT))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(made, final)
     return 0

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway import errors
-from gateway.protocol import ChatCompletionRequest, CompletionRequest, NamedToolChoice, SamplingFields
-from grammars.specs import GrammarSpec, JsonObject, JsonSchema, ToolSpec
-from grammars.tool_grammar import tool_calls_spec
+from sluicegate.gateway import errors
+from sluicegate.gateway.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    NamedToolChoice,
+    SamplingFields,
+)
+from sluicegate.grammars.specs import GrammarSpec, JsonObject, JsonSchema, ToolSpec
+from sluicegate.grammars.tool_grammar import tool_calls_spec
 
 if TYPE_CHECKING:
-    from engine.params import SamplingParams
+    from sluicegate.engine.params import SamplingParams
 
 
 def tool_choice_value(req: ChatCompletionRequest) -> str:
@@ -70,7 +75,7 @@ def _common(req: SamplingFields, choice_index: int) -> dict[str, object]:
 
 
 def chat_params(req: ChatCompletionRequest, grammar: GrammarSpec | None, choice_index: int) -> SamplingParams:
-    from engine.params import SamplingParams
+    from sluicegate.engine.params import SamplingParams
 
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     return SamplingParams(max_tokens=req.output_limit(), logprobs=logprobs, grammar=grammar,
@@ -78,7 +83,7 @@ def chat_params(req: ChatCompletionRequest, grammar: GrammarSpec | None, choice_
 
 
 def completion_params(req: CompletionRequest, choice_index: int) -> SamplingParams:
-    from engine.params import SamplingParams
+    from sluicegate.engine.params import SamplingParams
 
     return SamplingParams(max_tokens=req.max_tokens, logprobs=req.logprobs,
                           **_common(req, choice_index))  # type: ignore[arg-type]

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from gateway import errors
-from gateway.metrics import Metrics
-from gateway.settings import ServeSettings
+from sluicegate.gateway import errors
+from sluicegate.gateway.metrics import Metrics
+from sluicegate.gateway.settings import ServeSettings
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Structured outputs: specs → compiled grammars → per-request matchers that fill token bitmasks.
 
-    from grammars import GrammarCompiler, JsonSchema, fill_bitmasks
+    from sluicegate.grammars import GrammarCompiler, JsonSchema, fill_bitmasks
     compiler = GrammarCompiler("llguidance", tokenizer)
     grammar = compiler.submit(JsonSchema.of(schema)).result()   # off the step loop
     matcher = grammar.matcher()                                 # one per request
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grammars.backend import (
+from sluicegate.grammars.backend import (
     Grammar,
     GrammarBackend,
     GrammarError,
@@ -18,7 +18,7 @@ from grammars.backend import (
     allocate_bitmask,
     bitmask_words,
 )
-from grammars.specs import (
+from sluicegate.grammars.specs import (
     Choice,
     GrammarSpec,
     JsonObject,
@@ -36,20 +36,20 @@ DEFAULT_BACKEND = "llguidance"
 def get_backend(name: str, tokenizer: Any, vocab_size: int | None = None) -> GrammarBackend:
     """A backend for `tokenizer`; vocab_size = the model's logits width if it exceeds the tokenizer's."""
     if name == "llguidance":
-        from grammars.llguidance_backend import LLGuidanceBackend
+        from sluicegate.grammars.llguidance_backend import LLGuidanceBackend
 
         return LLGuidanceBackend(tokenizer, vocab_size)
     if name == "outlines":
-        from grammars.outlines_backend import OutlinesBackend
+        from sluicegate.grammars.outlines_backend import OutlinesBackend
 
         return OutlinesBackend(tokenizer, vocab_size)
     raise ValueError(f"unknown grammar backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
-from grammars.bitmask import apply_bitmask, fill_bitmasks, token_allowed  # noqa: E402
-from grammars.cache import GrammarCompiler  # noqa: E402
-from grammars.tool_format import ToolCallStreamParser, parse_tool_calls  # noqa: E402
-from grammars.tool_grammar import tool_calls_spec  # noqa: E402
+from sluicegate.grammars.bitmask import apply_bitmask, fill_bitmasks, token_allowed  # noqa: E402
+from sluicegate.grammars.cache import GrammarCompiler  # noqa: E402
+from sluicegate.grammars.tool_format import ToolCallStreamParser, parse_tool_calls  # noqa: E402
+from sluicegate.grammars.tool_grammar import tool_calls_spec  # noqa: E402
 
 __all__ = [
     "BACKENDS",

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import torch
 
-from grammars.specs import GrammarSpec
+from sluicegate.grammars.specs import GrammarSpec
 
 
 class GrammarError(ValueError):

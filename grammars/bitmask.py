@@ -13,8 +13,8 @@ import llguidance
 import llguidance.torch
 import torch
 
-from grammars.backend import Matcher
-from grammars.llguidance_backend import LLGuidanceMatcher
+from sluicegate.grammars.backend import Matcher
+from sluicegate.grammars.llguidance_backend import LLGuidanceMatcher
 
 
 @functools.lru_cache(maxsize=1)

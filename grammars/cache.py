@@ -15,9 +15,9 @@ from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from grammars.backend import Grammar, GrammarBackend, GrammarError
-from grammars.specs import GrammarSpec
-from grammars.vocab import tokenizer_fingerprint
+from sluicegate.grammars.backend import Grammar, GrammarBackend, GrammarError
+from sluicegate.grammars.specs import GrammarSpec
+from sluicegate.grammars.vocab import tokenizer_fingerprint
 
 
 class GrammarCompiler:
@@ -30,7 +30,7 @@ class GrammarCompiler:
         max_entries: int = 512,
         vocab_size: int | None = None,
     ) -> None:
-        from grammars import get_backend  # the package's registry of backends
+        from sluicegate.grammars import get_backend  # the package's registry of backends
 
         self.backend: GrammarBackend = get_backend(backend_name, tokenizer, vocab_size)
         self.timeout_s = timeout_s

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from grammars.backend import Grammar, GrammarBackend, GrammarError, allocate_bitmask
-from grammars.bitmask import token_allowed
-from grammars.specs import JsonSchema
+from sluicegate.grammars.backend import Grammar, GrammarBackend, GrammarError, allocate_bitmask
+from sluicegate.grammars.bitmask import token_allowed
+from sluicegate.grammars.specs import JsonSchema
 
 RUNTIME_ERROR = "grammar failed at run time"
 

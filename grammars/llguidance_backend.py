@@ -14,11 +14,11 @@ from typing import Any
 import llguidance
 import torch
 
-from grammars.backend import GrammarError
-from grammars.schema_check import validate_schema
-from grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
-from grammars.tool_grammar import tool_call_lark
-from grammars.vocab import eos_token_ids, llguidance_tokenizer, vocab_size_of
+from sluicegate.grammars.backend import GrammarError
+from sluicegate.grammars.schema_check import validate_schema
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
+from sluicegate.grammars.tool_grammar import tool_call_lark
+from sluicegate.grammars.vocab import eos_token_ids, llguidance_tokenizer, vocab_size_of
 
 # Compact JSON: no free whitespace anywhere, "," and ":" as separators. Forced as an override so
 # an "x-guidance" key inside a user's schema cannot loosen it.

@@ -15,10 +15,10 @@ import outlines_core
 import torch
 from outlines_core.json_schema import build_regex_from_schema
 
-from grammars.backend import GrammarError
-from grammars.schema_check import outlines_unsupported, validate_schema
-from grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
-from grammars.vocab import eos_token_ids, outlines_vocabulary
+from sluicegate.grammars.backend import GrammarError
+from sluicegate.grammars.schema_check import outlines_unsupported, validate_schema
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
+from sluicegate.grammars.vocab import eos_token_ids, outlines_vocabulary
 
 MAX_ROLLBACK = 64  # tokens a matcher can undo (outlines keeps a bounded state history)
 MAX_REGEX_CHARS = 20_000  # beyond this the DFA build takes seconds and gigabytes (measured)

@@ -18,7 +18,7 @@ try:
 except ImportError:  # optional speed-up; the pure-Python check gives the same verdicts
     jsonschema_rs = None  # type: ignore[assignment]
 
-from grammars.backend import GrammarError
+from sluicegate.grammars.backend import GrammarError
 
 # Keywords that only annotate: they constrain nothing, so ignoring them is exact.
 ANNOTATIONS = frozenset(

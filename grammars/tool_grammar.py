@@ -16,10 +16,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from grammars.backend import GrammarError
-from grammars.schema_check import validate_schema
-from grammars.specs import ToolCalls, ToolChoice, ToolSpec
-from grammars.tool_format import (
+from sluicegate.grammars.backend import GrammarError
+from sluicegate.grammars.schema_check import validate_schema
+from sluicegate.grammars.specs import ToolCalls, ToolChoice, ToolSpec
+from sluicegate.grammars.tool_format import (
     CALL_PREFIX,
     CALL_SEPARATOR,
     CALL_SUFFIX,

@@ -1,6 +1,6 @@
 """LangChain chat model for sluicegate: `ChatSluicegate` speaks the server's OpenAI-compatible HTTP API.
 
-    from integrations.langchain import ChatSluicegate
+    from sluicegate.integrations.langchain import ChatSluicegate
     llm = ChatSluicegate(base_url="http://127.0.0.1:8000/v1", temperature=0)
     llm.bind_tools([get_weather], tool_choice="any").invoke("Weather in Paris?")
     llm.with_structured_output(Joke).invoke("Tell me a joke")
@@ -44,7 +44,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP, closed_schema
+from sluicegate.integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP, closed_schema
 
 StructuredMethod = Literal["json_schema", "function_calling", "json_mode"]
 

@@ -1,6 +1,6 @@
 """LlamaIndex LLM for sluicegate: `Sluicegate` speaks the server's OpenAI-compatible HTTP API.
 
-    from integrations.llama_index import Sluicegate
+    from sluicegate.integrations.llama_index import Sluicegate
     llm = Sluicegate(base_url="http://127.0.0.1:8000/v1", temperature=0)
     llm.chat_with_tools([add_tool], user_msg="What is 2 + 3?", tool_required=True)
     llm.structured_predict(Invoice, PromptTemplate("Extract: {text}"), text=...)
@@ -42,7 +42,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP, closed_schema
+from sluicegate.integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP, closed_schema
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool

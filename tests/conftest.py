@@ -14,7 +14,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def default_model_fp32():  # noqa: ANN201 - LoadedModel
-    from engine.models.loader import load_model
+    from sluicegate.engine.models.loader import load_model
 
     return load_model(None, torch.float32, torch.device("cpu"), progress=None)
 
@@ -22,8 +22,8 @@ def default_model_fp32():  # noqa: ANN201 - LoadedModel
 @pytest.fixture(scope="session")
 def default_hf_folder() -> Path:
     """The converted HF folder of the default GGUF (what transformers loads as the reference)."""
-    from engine.models.default_model import default_model_path
-    from engine.models.gguf_loader import gguf_hf_dir
+    from sluicegate.engine.models.default_model import default_model_path
+    from sluicegate.engine.models.gguf_loader import gguf_hf_dir
 
     return gguf_hf_dir(default_model_path(), None)
 
@@ -32,8 +32,8 @@ def default_hf_folder() -> Path:
 def make_engine(default_model_fp32) -> Iterator[Callable[..., object]]:  # noqa: ANN001
     """Build LLMEngines on the shared fp32 default model; after the test every one must pass the
     integrity check (no leaked request or KV block) once its requests are done."""
-    from engine.llm import build_config
-    from engine.llm_engine import LLMEngine
+    from sluicegate.engine.llm import build_config
+    from sluicegate.engine.llm_engine import LLMEngine
 
     made: list[LLMEngine] = []
 

@@ -19,9 +19,9 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 from gguf.quants import quantize
 from safetensors.torch import load_file
 
-from engine.models.default_model import default_model_path
-from engine.models.gguf_loader import permute_rotary
-from engine.models.tokenizer import load_tokenizer
+from sluicegate.engine.models.default_model import default_model_path
+from sluicegate.engine.models.gguf_loader import permute_rotary
+from sluicegate.engine.models.tokenizer import load_tokenizer
 
 TINY_VOCAB = 49152
 

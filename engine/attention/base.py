@@ -6,7 +6,7 @@ from typing import Protocol
 
 import torch
 
-from engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.attention.metadata import AttentionMetadata
 
 
 class AttentionBackend(Protocol):
@@ -28,11 +28,11 @@ def select_backend(name: str, device: torch.device) -> AttentionBackend:
     if name == "auto":
         name = "triton" if device.type in ("cuda", "xpu") else "torch"
     if name == "torch":
-        from engine.attention.torch_backend import TorchAttentionBackend
+        from sluicegate.engine.attention.torch_backend import TorchAttentionBackend
 
         return TorchAttentionBackend()
     if name == "triton":
-        from engine.attention.triton_backend import TritonAttentionBackend
+        from sluicegate.engine.attention.triton_backend import TritonAttentionBackend
 
         return TritonAttentionBackend()
     raise ValueError(f"attention backend must be auto, torch or triton; got {name!r}")

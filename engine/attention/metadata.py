@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.host_to_device import to_device
+from sluicegate.engine.host_to_device import to_device
 
 
 @dataclass

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from engine.attention.kernels.paged_decode import choose_num_splits, paged_decode
-from engine.attention.kernels.prefill_extend import prefill_extend
-from engine.attention.kernels.store_kv import store_kv
-from engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.attention.kernels.paged_decode import choose_num_splits, paged_decode
+from sluicegate.engine.attention.kernels.prefill_extend import prefill_extend
+from sluicegate.engine.attention.kernels.store_kv import store_kv
+from sluicegate.engine.attention.metadata import AttentionMetadata
 
 _SM_COUNT: dict[int, int] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.kv_cache.block_pool import BlockKey, BlockPool, KVBlock, hash_block
+from sluicegate.engine.kv_cache.block_pool import BlockKey, BlockPool, KVBlock, hash_block
 
 
 class KVCacheManager:

@@ -21,8 +21,8 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 from safetensors.torch import save_file
 
-from engine.models.convert_cache import atomic_dir, cache_dir_for
-from engine.models.tokenizer import HF_SUBDIR, gguf_tokenizer_dir
+from sluicegate.engine.models.convert_cache import atomic_dir, cache_dir_for
+from sluicegate.engine.models.tokenizer import HF_SUBDIR, gguf_tokenizer_dir
 
 # GGUF architecture → (HF model_type, HF class name, q/k rows permuted by llama.cpp)
 _ARCHS: dict[str, tuple[str, str, bool]] = {

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.attention.base import AttentionBackend
-from engine.attention.metadata import AttentionMetadata
-from engine.models.arch import ModelArch
-from engine.models.rope import apply_rope, rope_cache
+from sluicegate.engine.attention.base import AttentionBackend
+from sluicegate.engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.rope import apply_rope, rope_cache
 
 
 @dataclass

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from engine.models.arch import ModelArch
-from engine.models.default_model import resolve_model_path, served_model_name
-from engine.models.gguf_loader import gguf_hf_dir
-from engine.models.safetensors_loader import load_safetensors_weights, read_hf_config
-from engine.models.tokenizer import load_tokenizer_dir
+from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.default_model import resolve_model_path, served_model_name
+from sluicegate.engine.models.gguf_loader import gguf_hf_dir
+from sluicegate.engine.models.safetensors_loader import load_safetensors_weights, read_hf_config
+from sluicegate.engine.models.tokenizer import load_tokenizer_dir
 
 Progress = Callable[[str], None]
 

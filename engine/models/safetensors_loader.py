@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from engine.models.arch import ModelArch
+from sluicegate.engine.models.arch import ModelArch
 
 # Buffers some checkpoints carry that are recomputed at load time, never weights.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)

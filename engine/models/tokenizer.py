@@ -11,8 +11,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerFast
 
-from engine.models.convert_cache import atomic_dir, cache_dir_for
-from engine.models.default_model import resolve_model_path
+from sluicegate.engine.models.convert_cache import atomic_dir, cache_dir_for
+from sluicegate.engine.models.default_model import resolve_model_path
 
 TOKENIZER_SUBDIR = "tokenizer"
 HF_SUBDIR = "hf"  # the full converted model (written by gguf_loader) also holds the tokenizer

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from grammars.tool_format import (
+from sluicegate.grammars.tool_format import (
     CALL_PREFIX,
     CALL_SEPARATOR,
     CALL_SUFFIX,

@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.chat_format import hermes
-from gateway.protocol import (
+from sluicegate.gateway.chat_format import hermes
+from sluicegate.gateway.protocol import (
     AssistantMessage,
     ChatMessage,
     SystemMessage,

@@ -32,10 +32,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import errors
-from gateway.generation import ClientDisconnected, unless_disconnected
-from gateway.mcp.hub import UnknownServerError
-from gateway.mcp.loop import (
+from sluicegate.gateway import errors
+from sluicegate.gateway.generation import ClientDisconnected, unless_disconnected
+from sluicegate.gateway.mcp.hub import UnknownServerError
+from sluicegate.gateway.mcp.loop import (
     CallEvent,
     ClientCalls,
     Content,
@@ -46,8 +46,8 @@ from gateway.mcp.loop import (
     Totals,
     run_loop,
 )
-from gateway.mcp.tools import HostedTool
-from gateway.protocol import (
+from sluicegate.gateway.mcp.tools import HostedTool
+from sluicegate.gateway.protocol import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
@@ -63,8 +63,8 @@ from gateway.protocol import (
     ToolCall,
     Usage,
 )
-from gateway.state import AppState
-from gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
+from sluicegate.gateway.state import AppState
+from sluicegate.gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
 
 
 def plan_loop(state: AppState, body: ChatCompletionRequest) -> LoopPlan:

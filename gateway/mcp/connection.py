@@ -18,8 +18,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, TextIO
 
-from gateway.mcp.config import LoopConfig, McpServerConfig
-from gateway.mcp.tools import HostedTool, hosted_tools
+from sluicegate.gateway.mcp.config import LoopConfig, McpServerConfig
+from sluicegate.gateway.mcp.tools import HostedTool, hosted_tools
 
 log = logging.getLogger("sluicegate.mcp")
 

@@ -19,9 +19,10 @@ from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import errors
-from gateway.mcp.hub import McpHub
-from gateway.state import AppState
+from sluicegate import __version__
+from sluicegate.gateway import errors
+from sluicegate.gateway.mcp.hub import McpHub
+from sluicegate.gateway.state import AppState
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SAMPLING_PROPS = {
@@ -52,7 +53,7 @@ class McpEndpoint:
         from mcp.server.transport_security import TransportSecuritySettings
 
         self.state, self.hub = state, hub
-        self.server: Any = Server("sluicegate", version="0.1.0", on_list_tools=self._list_tools,
+        self.server: Any = Server("sluicegate", version=__version__, on_list_tools=self._list_tools,
                                   on_call_tool=self._call_tool,
                                   instructions="Tools of the MCP servers this gateway hosts, and the served model.")
         security = None
@@ -118,7 +119,7 @@ class McpEndpoint:
                                     is_error=outcome.is_error)
 
     async def _model_text(self, tool: str, args: dict[str, Any]) -> str:
-        from engine.params import SamplingParams
+        from sluicegate.engine.params import SamplingParams
 
         state = self.state
         if not state.accepting():
@@ -140,7 +141,7 @@ class McpEndpoint:
 
 
 def _chat_prompt(state: AppState, args: dict[str, Any]) -> list[int]:
-    from gateway.protocol import ChatCompletionRequest
+    from sluicegate.gateway.protocol import ChatCompletionRequest
 
     messages = args.get("messages") or [{"role": "user", "content": str(args.get("prompt", ""))}]
     try:

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from gateway.mcp.config import McpConfig
-from gateway.mcp.connection import ServerConnection, ToolCallError, describe
-from gateway.mcp.tools import HostedTool, result_text
+from sluicegate.gateway.mcp.config import McpConfig
+from sluicegate.gateway.mcp.connection import ServerConnection, ToolCallError, describe
+from sluicegate.gateway.mcp.tools import HostedTool, result_text
 
 
 @dataclass(frozen=True)

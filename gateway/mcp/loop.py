@@ -23,12 +23,12 @@ from typing import Any
 
 from fastapi import Request
 
-from gateway import errors
-from gateway.chat_output import new_call_id
-from gateway.generation import merge, raise_for_output
-from gateway.mcp.hub import CallOutcome, McpHub
-from gateway.mcp.tools import HostedTool
-from gateway.protocol import (
+from sluicegate.gateway import errors
+from sluicegate.gateway.chat_output import new_call_id
+from sluicegate.gateway.generation import merge, raise_for_output
+from sluicegate.gateway.mcp.hub import CallOutcome, McpHub
+from sluicegate.gateway.mcp.tools import HostedTool
+from sluicegate.gateway.protocol import (
     AssistantMessage,
     ChatCompletionRequest,
     ChatMessage,
@@ -37,10 +37,10 @@ from gateway.protocol import (
     ToolCall,
     ToolMessage,
 )
-from gateway.routes.submit import submit
-from gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
-from gateway.state import AppState
-from grammars.tool_format import ContentDelta, ToolCallStreamParser
+from sluicegate.gateway.routes.submit import submit
+from sluicegate.gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
+from sluicegate.gateway.state import AppState
+from sluicegate.grammars.tool_format import ContentDelta, ToolCallStreamParser
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.mcp.config import load_config
-from gateway.mcp.endpoint import McpEndpoint
-from gateway.mcp.hub import McpHub
-from gateway.state import AppState
+from sluicegate.gateway.mcp.config import load_config
+from sluicegate.gateway.mcp.endpoint import McpEndpoint
+from sluicegate.gateway.mcp.hub import McpHub
+from sluicegate.gateway.state import AppState
 
 
 @dataclass

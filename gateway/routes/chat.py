@@ -10,8 +10,8 @@ from contextlib import aclosing
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import errors
-from gateway.chat_output import (
+from sluicegate.gateway import errors
+from sluicegate.gateway.chat_output import (
     ChatContext,
     ChoiceStreamer,
     build_completion,
@@ -19,7 +19,7 @@ from gateway.chat_output import (
     completion_payload,
     usage_of,
 )
-from gateway.generation import (
+from sluicegate.gateway.generation import (
     ClientDisconnected,
     Primed,
     collect,
@@ -27,11 +27,11 @@ from gateway.generation import (
     raise_for_output,
     unless_disconnected,
 )
-from gateway.protocol import ChatCompletionRequest
-from gateway.routes.submit import submit
-from gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
-from gateway.state import AppState, Serving, check_api_key, check_model
-from gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
+from sluicegate.gateway.protocol import ChatCompletionRequest
+from sluicegate.gateway.routes.submit import submit
+from sluicegate.gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
+from sluicegate.gateway.state import AppState, Serving, check_api_key, check_model
+from sluicegate.gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
 
@@ -52,7 +52,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
                            state: Serving) -> Response:
     check_model(state, body.model)
     if body.mcp_tools:  # hosted MCP tools: the gateway runs the tool loop
-        from gateway.mcp.chat import mcp_chat
+        from sluicegate.gateway.mcp.chat import mcp_chat
 
         return await mcp_chat(body, request, state)
     n = body.n or 1

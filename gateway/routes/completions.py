@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import errors
-from gateway.chat_format.template import check_unicode
-from gateway.chat_output import usage_of
-from gateway.generation import (
+from sluicegate.gateway import errors
+from sluicegate.gateway.chat_format.template import check_unicode
+from sluicegate.gateway.chat_output import usage_of
+from sluicegate.gateway.generation import (
     ClientDisconnected,
     Primed,
     collect,
@@ -22,12 +22,12 @@ from gateway.generation import (
     raise_for_output,
     unless_disconnected,
 )
-from gateway.logprobs import completion_logprobs
-from gateway.protocol import Completion, CompletionChoice, CompletionRequest
-from gateway.routes.submit import submit
-from gateway.sampling import completion_params
-from gateway.state import AppState, Serving, check_api_key, check_model
-from gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
+from sluicegate.gateway.logprobs import completion_logprobs
+from sluicegate.gateway.protocol import Completion, CompletionChoice, CompletionRequest
+from sluicegate.gateway.routes.submit import submit
+from sluicegate.gateway.sampling import completion_params
+from sluicegate.gateway.state import AppState, Serving, check_api_key, check_model
+from sluicegate.gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
 

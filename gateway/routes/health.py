@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.state import app_state
+from sluicegate.gateway.state import app_state
 
 router = APIRouter()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from gateway import errors
-from gateway.protocol import ModelCard, ModelList
-from gateway.state import AppState, Serving, check_api_key
+from sluicegate.gateway import errors
+from sluicegate.gateway.protocol import ModelCard, ModelList
+from sluicegate.gateway.state import AppState, Serving, check_api_key
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from fastapi import Request
 
-from gateway import errors
-from gateway.generation import ClientDisconnected, Primed, open_streams, unless_disconnected
-from gateway.state import AppState
+from sluicegate.gateway import errors
+from sluicegate.gateway.generation import ClientDisconnected, Primed, open_streams, unless_disconnected
+from sluicegate.gateway.state import AppState
 
 
 async def submit(request: Request, state: AppState, prompt_ids: list[int], params: Sequence[object],

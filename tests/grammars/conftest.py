@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from grammars import get_backend
-from grammars.conformance import FileSummary
+from sluicegate.grammars import get_backend
+from sluicegate.grammars.conformance import FileSummary
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_SCHEMAS = REPO / "tests" / "data" / "schemas"
@@ -25,13 +25,13 @@ SUMMARIES: dict[tuple[str, str], FileSummary] = {}
 
 def load_default_tokenizer() -> Any:
     try:
-        from engine.models.tokenizer import load_tokenizer
+        from sluicegate.engine.models.tokenizer import load_tokenizer
 
         return load_tokenizer(None)
     except ImportError:  # before engine.models.tokenizer existed: read the GGUF directly
         from transformers import AutoTokenizer
 
-        from engine.models.default_model import default_model_path
+        from sluicegate.engine.models.default_model import default_model_path
 
         path = default_model_path()
         return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -44,7 +44,7 @@ def tokenizer() -> Any:
 
 @pytest.fixture(scope="session")
 def vocab_size(tokenizer: Any) -> int:
-    from grammars.vocab import vocab_size_of
+    from sluicegate.grammars.vocab import vocab_size_of
 
     return vocab_size_of(tokenizer)
 

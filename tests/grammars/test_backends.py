@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from grammars import (
+from sluicegate.grammars import (
     Choice,
     GrammarCompiler,
     GrammarError,
@@ -22,8 +22,8 @@ from grammars import (
     fill_bitmasks,
     token_allowed,
 )
-from grammars.conformance import walk
-from grammars.specs import GrammarSpec
+from sluicegate.grammars.conformance import walk
+from sluicegate.grammars.specs import GrammarSpec
 
 _COMPILED: dict[tuple[str, GrammarSpec], Any] = {}
 
@@ -200,7 +200,7 @@ def test_compiler_off_thread(tokenizer: Any) -> None:
 
 
 def test_token_bytes_table_round_trips(tokenizer: Any) -> None:
-    from grammars.vocab import special_token_ids, token_bytes_table
+    from sluicegate.grammars.vocab import special_token_ids, token_bytes_table
 
     table = token_bytes_table(tokenizer)
     for text in ['{"city":"Zürich 東京 🌧"}', "  tabs\tand\nnewlines", "<tool_call>\n"]:

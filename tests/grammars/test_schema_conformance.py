@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from grammars.conformance import RUNTIME_ERROR, FileSummary, check_case, read_cases
+from sluicegate.grammars.conformance import RUNTIME_ERROR, FileSummary, check_case, read_cases
 from tests.grammars.conftest import SAMPLE_SCHEMAS, SHARED_SCHEMAS, SUMMARIES
 
 SAMPLE_FILES = sorted(SAMPLE_SCHEMAS.glob("*.jsonl"))

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from grammars import JsonSchema, allocate_bitmask, token_allowed
-from grammars.conformance import walk
-from grammars.vocab import special_token_ids
+from sluicegate.grammars import JsonSchema, allocate_bitmask, token_allowed
+from sluicegate.grammars.conformance import walk
+from sluicegate.grammars.vocab import special_token_ids
 
 NAME = "k<|im_end|>"
 SCHEMA = JsonSchema.of({"type": "object", "properties": {NAME: {"type": "string"}}, "required": [NAME]})

@@ -7,9 +7,22 @@ from typing import Any
 
 import pytest
 
-from grammars import GrammarError, ToolCalls, ToolSpec, allocate_bitmask, parse_tool_calls, tool_calls_spec
-from grammars.conformance import walk
-from grammars.tool_format import ContentDelta, ToolCallArgs, ToolCallEnd, ToolCallStart, ToolCallStreamParser
+from sluicegate.grammars import (
+    GrammarError,
+    ToolCalls,
+    ToolSpec,
+    allocate_bitmask,
+    parse_tool_calls,
+    tool_calls_spec,
+)
+from sluicegate.grammars.conformance import walk
+from sluicegate.grammars.tool_format import (
+    ContentDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolCallStreamParser,
+)
 
 WEATHER = ToolSpec.of(
     "get_weather",

@@ -56,8 +56,8 @@ class LiveServers:
 
 
 def _build_engines() -> tuple[Any, Any]:
-    from engine.async_engine import AsyncEngine
-    from engine.config import CacheConfig, EngineConfig, SchedulerConfig
+    from sluicegate.engine.async_engine import AsyncEngine
+    from sluicegate.engine.config import CacheConfig, EngineConfig, SchedulerConfig
 
     main = AsyncEngine(EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25),
                                     scheduler=SchedulerConfig(max_num_seqs=64)))
@@ -70,8 +70,8 @@ def _build_engines() -> tuple[Any, Any]:
 def live() -> Iterator[LiveServers]:
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway.app import create_app
+    from sluicegate.gateway.settings import ServeSettings
 
     main_engine, full_engine = _build_engines()
     servers = LiveServers(engine=main_engine)

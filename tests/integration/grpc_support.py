@@ -29,8 +29,8 @@ def serve_app(live: LiveServers, api_key: str | None = None) -> Iterator[Gateway
     """Serve a gateway app with gRPC on free ports, on the live engine; stop it (and its gRPC) after."""
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway.app import create_app
+    from sluicegate.gateway.settings import ServeSettings
 
     assert live.loop is not None
     http_port, grpc_port = free_port(), free_port()

@@ -101,7 +101,7 @@ async def test_loading_is_503() -> None:
     """An app whose engine has not loaded yet (its lifespan has not run) refuses with 503."""
     from openai import AsyncOpenAI
 
-    from gateway.app import create_app
+    from sluicegate.gateway.app import create_app
 
     app = create_app()
     transport = httpx.ASGITransport(app=app)

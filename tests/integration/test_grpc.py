@@ -12,8 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from proto.sluicegate.v1 import inference_pb2 as pb
-from proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
+from sluicegate.proto.sluicegate.v1 import inference_pb2 as pb
+from sluicegate.proto.sluicegate.v1 import inference_pb2_grpc as pb_grpc
 from tests.integration.conftest import LiveServers
 from tests.integration.grpc_support import GatewayApp, serve_app
 
@@ -248,8 +248,8 @@ def test_abort_rpc(stub: pb_grpc.InferenceStub, live: LiveServers) -> None:
 def test_queue_full_is_resource_exhausted(live: LiveServers) -> None:
     import asyncio
 
-    from gateway import grpc_server
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway import grpc_server
+    from sluicegate.gateway.settings import ServeSettings
 
     # the `full` engine of conftest.py queues nothing: every request is refused
     full = live.servers[2].config.app.state.sg.engine

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from integrations.langchain import ChatSluicegate
+from sluicegate.integrations.langchain import ChatSluicegate
 from tests.integration.conftest import LiveServers
 
 _SERVER: dict[str, str] = {}

@@ -77,7 +77,7 @@ def test_serve_process_loading_ready_and_sigterm_drain(tmp_path: Any) -> None:
     """The real CLI: 503 while loading, one 'ready' line, SIGTERM lets an in-flight stream finish."""
     port = free_port()
     log = (tmp_path / "serve.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "sluicegate.gateway.cli", "serve", "--port", str(port),
                              "--kv-cache-memory-gb", "0.1", "--log-level", "warning"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel
 
-from integrations.llama_index import Sluicegate
+from sluicegate.integrations.llama_index import Sluicegate
 from tests.integration.conftest import LiveServers
 
 pytestmark = pytest.mark.slow

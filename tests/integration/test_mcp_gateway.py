@@ -42,8 +42,8 @@ def _serve_on(live: LiveServers, app: Any) -> tuple[str, Any, Any]:
 @pytest.fixture(scope="module")
 def gw(live: LiveServers, weather_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A keyed gateway app over the shared engine, hosting calc (stdio), weather (HTTP), hang, crashy."""
-    from gateway.app import create_app
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway.app import create_app
+    from sluicegate.gateway.settings import ServeSettings
 
     config = write_config(tmp_path_factory.mktemp("mcp") / "mcp.json", {
         "calc": stdio_entry("calc_stdio.py"), "weather": weather_entry(weather_url),

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gateway.mcp.config import McpConfigError, load_config, parse_config
-from gateway.mcp.hub import McpHub
+from sluicegate.gateway.mcp.config import McpConfigError, load_config, parse_config
+from sluicegate.gateway.mcp.hub import McpHub
 from tests.mcp_servers.harness import TEST_TOKEN, stdio_entry, weather_entry, weather_url, write_config
 
 __all__ = ["weather_url"]  # the fixture, imported so pytest finds it

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.attention import torch_backend as ref
-from engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.attention import torch_backend as ref
+from sluicegate.engine.attention.metadata import AttentionMetadata
 
 BLOCK_SIZE = 16
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch  # torch does not import triton
 
 KERNEL_MODULES = (
-    "engine.attention.kernels.common",
-    "engine.attention.kernels.store_kv",
-    "engine.attention.kernels.paged_decode",
-    "engine.attention.kernels.prefill_extend",
-    "engine.kernels.token_bitmask",
+    "sluicegate.engine.attention.kernels.common",
+    "sluicegate.engine.attention.kernels.store_kv",
+    "sluicegate.engine.attention.kernels.paged_decode",
+    "sluicegate.engine.attention.kernels.prefill_extend",
+    "sluicegate.engine.kernels.token_bitmask",
 )
 SUBPROCESS_ENV = "SLUICEGATE_KERNEL_TESTS_SUBPROCESS"
 HERE = Path(__file__).resolve().parent

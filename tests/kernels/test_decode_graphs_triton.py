@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.decode_graphs import capture_eager
-from engine.llm import build_config
-from engine.llm_engine import LLMEngine
-from engine.params import SamplingParams
+from sluicegate.engine.decode_graphs import capture_eager
+from sluicegate.engine.llm import build_config
+from sluicegate.engine.llm_engine import LLMEngine
+from sluicegate.engine.params import SamplingParams
 from tests.kernels.runtime import ON_GPU
 from tests.model_factory import make_tiny_hf_model
 

@@ -31,7 +31,7 @@ def test_backend_imports_on_a_machine_without_a_gpu() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(REPO_ROOT))
     code = ("import torch\n"
-            "from engine.attention.base import select_backend\n"
+            "from sluicegate.engine.attention.base import select_backend\n"
             "b = select_backend('triton', torch.device('cpu'))\n"
             "assert b.name == 'triton', b.name\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention import torch_backend as ref
-from engine.attention.kernels.paged_decode import choose_num_splits, paged_decode
+from sluicegate.engine.attention import torch_backend as ref
+from sluicegate.engine.attention.kernels.paged_decode import choose_num_splits, paged_decode
 from tests.kernels.paged_cases import assert_close, make_batch, reference_output
 from tests.kernels.runtime import DEVICE
 

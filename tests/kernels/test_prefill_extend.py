@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention import torch_backend as ref
-from engine.attention.kernels.prefill_extend import prefill_extend
+from sluicegate.engine.attention import torch_backend as ref
+from sluicegate.engine.attention.kernels.prefill_extend import prefill_extend
 from tests.kernels.paged_cases import PagedBatch, assert_close, make_batch, reference_output
 from tests.kernels.runtime import DEVICE
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention import torch_backend as ref
-from engine.attention.kernels.store_kv import store_kv
+from sluicegate.engine.attention import torch_backend as ref
+from sluicegate.engine.attention.kernels.store_kv import store_kv
 from tests.kernels.runtime import DEVICE
 
 BLOCK_SIZE = 16

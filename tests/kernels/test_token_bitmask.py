@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.kernels.token_bitmask import apply_token_bitmask_triton
-from engine.token_bitmask import apply_token_bitmask_torch
+from sluicegate.engine.kernels.token_bitmask import apply_token_bitmask_triton
+from sluicegate.engine.token_bitmask import apply_token_bitmask_torch
 from tests.kernels.runtime import DEVICE
 
 

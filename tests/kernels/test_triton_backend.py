@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention.base import AttentionBackend
-from engine.attention.metadata import AttentionMetadata
-from engine.attention.torch_backend import TorchAttentionBackend
-from engine.attention.triton_backend import TritonAttentionBackend
+from sluicegate.engine.attention.base import AttentionBackend
+from sluicegate.engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.attention.torch_backend import TorchAttentionBackend
+from sluicegate.engine.attention.triton_backend import TritonAttentionBackend
 from tests.kernels.paged_cases import BLOCK_SIZE, assert_close
 from tests.kernels.runtime import DEVICE
 

@@ -51,8 +51,8 @@ class Servers:
 
 
 def _engines() -> tuple[Any, Any]:
-    from engine.async_engine import AsyncEngine
-    from engine.config import CacheConfig, EngineConfig, GrammarConfig
+    from sluicegate.engine.async_engine import AsyncEngine
+    from sluicegate.engine.config import CacheConfig, EngineConfig, GrammarConfig
 
     main = AsyncEngine(EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25)))
     tight = AsyncEngine(EngineConfig(cache=CacheConfig(num_blocks=64), grammar=GrammarConfig(compile_timeout_s=0.001)),
@@ -64,8 +64,8 @@ def _engines() -> tuple[Any, Any]:
 def servers() -> Iterator[Servers]:
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.settings import ServeSettings
+    from sluicegate.gateway.app import create_app
+    from sluicegate.gateway.settings import ServeSettings
 
     main, tight = _engines()
     out = Servers(engine=main, tight_engine=tight)

@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.async_engine import AsyncEngine
-from engine.outputs import RequestOutput
-from engine.params import SamplingParams
-from engine.request import RequestStatus
-from grammars.specs import JsonSchema
+from sluicegate.engine.async_engine import AsyncEngine
+from sluicegate.engine.outputs import RequestOutput
+from sluicegate.engine.params import SamplingParams
+from sluicegate.engine.request import RequestStatus
+from sluicegate.grammars.specs import JsonSchema
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -222,7 +222,7 @@ def _stream_lines(url: str, body: dict[str, Any], out: list[Any], started: threa
 def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path: Any) -> None:
     port = free_port()
     log = (tmp_path / "serve.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "sluicegate.gateway.cli", "serve", "--port", str(port),
                              "--kv-cache-memory-gb", "0.1", "--log-level", "warning"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"

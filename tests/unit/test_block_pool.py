@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.kv_cache.block_pool import BlockPool, hash_block
-from engine.kv_cache.manager import KVCacheManager
+from sluicegate.engine.kv_cache.block_pool import BlockPool, hash_block
+from sluicegate.engine.kv_cache.manager import KVCacheManager
 
 
 def test_allocation_order_and_free_order() -> None:

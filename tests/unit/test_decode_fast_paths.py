@@ -17,7 +17,7 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
 @pytest.mark.parametrize("seq_len", [1, 16, 17, 100])
 @pytest.mark.parametrize("consecutive", [True, False])
 def test_batch_one_decode_reads_exact_length_from_seq_lens(seq_len: int, consecutive: bool) -> None:
-    from engine.attention.torch_backend import _attend_decode
+    from sluicegate.engine.attention.torch_backend import _attend_decode
 
     g = torch.Generator().manual_seed(seq_len)
     block_size, heads, kv_heads, head_dim = 16, 6, 2, 32
@@ -36,8 +36,8 @@ def test_batch_one_decode_reads_exact_length_from_seq_lens(seq_len: int, consecu
 
 
 def test_dense_bias_puts_bans_over_biases() -> None:
-    from engine.params import SamplingParams
-    from engine.sampling_batch import _dense_bias
+    from sluicegate.engine.params import SamplingParams
+    from sluicegate.engine.sampling_batch import _dense_bias
 
     params = [SamplingParams(logit_bias={3: 1.5, 7: 2.0}), SamplingParams(), SamplingParams(logit_bias={1: -2.0})]
     bias = _dense_bias(params, [[7, 0], [], [4]], 3, 10, torch.device("cpu"))

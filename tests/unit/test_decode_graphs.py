@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.decode_graphs import capture_eager, capture_sizes
-from engine.llm_engine import LLMEngine
-from engine.params import SamplingParams
+from sluicegate.engine.decode_graphs import capture_eager, capture_sizes
+from sluicegate.engine.llm_engine import LLMEngine
+from sluicegate.engine.params import SamplingParams
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "1, 2, 3, 4, 5,",
            "Write a short poem about the sea.", "Hello"]

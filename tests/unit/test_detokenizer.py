@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.detokenizer import IncrementalDetokenizer
+from sluicegate.engine.detokenizer import IncrementalDetokenizer
 
 
 @pytest.fixture(scope="module")
 def tokenizer():  # noqa: ANN201
-    from engine.models.tokenizer import load_tokenizer
+    from sluicegate.engine.models.tokenizer import load_tokenizer
 
     return load_tokenizer(None)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engine.params import InvalidRequestError, SamplingParams
+from sluicegate.engine.params import InvalidRequestError, SamplingParams
 
 
 def _drain(engine) -> dict[str, list]:  # noqa: ANN001
@@ -121,8 +121,8 @@ def test_logprobs(make_engine) -> None:  # noqa: ANN001
 
 
 def test_async_generate_and_cancel(default_model_fp32) -> None:  # noqa: ANN001
-    from engine.async_engine import AsyncEngine
-    from engine.llm import build_config
+    from sluicegate.engine.async_engine import AsyncEngine
+    from sluicegate.engine.llm import build_config
 
     async def scenario() -> None:
         engine = AsyncEngine(build_config(None, dtype="float32", kv_cache_memory_gb=0.125), loaded=default_model_fp32)

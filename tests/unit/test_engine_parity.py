@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.params import SamplingParams
+from sluicegate.engine.params import SamplingParams
 
 PROMPTS = [
     "The capital of France is",

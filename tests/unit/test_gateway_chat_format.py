@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from engine.outputs import RequestOutput
-from gateway.chat_format import ChatRenderer
-from gateway.chat_format.hermes import render_tool_call
-from gateway.chat_output import ChatContext, ChoiceStreamer, build_completion
-from gateway.protocol import ChatCompletionRequest
-from grammars.tool_format import parse_tool_calls
+from sluicegate.engine.outputs import RequestOutput
+from sluicegate.gateway.chat_format import ChatRenderer
+from sluicegate.gateway.chat_format.hermes import render_tool_call
+from sluicegate.gateway.chat_output import ChatContext, ChoiceStreamer, build_completion
+from sluicegate.gateway.protocol import ChatCompletionRequest
+from sluicegate.grammars.tool_format import parse_tool_calls
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
@@ -35,7 +35,7 @@ NATIVE_TEMPLATE = (
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
-    from engine.models.tokenizer import load_tokenizer
+    from sluicegate.engine.models.tokenizer import load_tokenizer
 
     return load_tokenizer()  # the default model's (SmolLM2: its template ignores tools)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.metrics import Metrics
+from sluicegate.gateway.metrics import Metrics
 
 
 def test_private_registries() -> None:

@@ -8,9 +8,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gateway import errors
-from gateway.protocol import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, CompletionRequest, Delta
-from gateway.streaming import DONE, chat_chunk_payload, sse_event
+from sluicegate.gateway import errors
+from sluicegate.gateway.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    CompletionRequest,
+    Delta,
+)
+from sluicegate.gateway.streaming import DONE, chat_chunk_payload, sse_event
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -95,8 +101,8 @@ def test_api_key_compare() -> None:
 
 
 def test_engine_errors_map_to_statuses() -> None:
-    from engine.params import InvalidRequestError
-    from grammars.backend import GrammarError
+    from sluicegate.engine.params import InvalidRequestError
+    from sluicegate.grammars.backend import GrammarError
 
     overflow = InvalidRequestError("This model's maximum context length is 8 tokens.", "messages",
                                    "context_length_exceeded")

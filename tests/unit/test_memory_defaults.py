@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gateway.memory import CACHE_CAPACITY_DEFAULTS, apply_memory_defaults
+from sluicegate.gateway.memory import CACHE_CAPACITY_DEFAULTS, apply_memory_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ _PROBE = """
 import ctypes, sys, torch
 torch.set_num_threads(1)
 if sys.argv[1] == "bounded":
-    from gateway.memory import apply_memory_defaults
+    from sluicegate.gateway.memory import apply_memory_defaults
     apply_memory_defaults()
 libc = ctypes.CDLL("libc.so.6")
 class MI(ctypes.Structure):

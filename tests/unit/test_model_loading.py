@@ -11,17 +11,22 @@ import torch
 from gguf import GGMLQuantizationType
 from safetensors.torch import load_file
 
-from engine.models.arch import ModelArch
-from engine.models.convert_cache import atomic_dir, cache_dir_for
-from engine.models.default_model import (
+from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.convert_cache import atomic_dir, cache_dir_for
+from sluicegate.engine.models.default_model import (
     DEFAULT_MODEL_NAME,
     default_model_path,
     resolve_model_path,
 )
-from engine.models.gguf_loader import gguf_hf_config, permute_rotary, read_gguf_weights, unpermute_rotary
-from engine.models.loader import LoadedModel, load_model
-from engine.models.safetensors_loader import expected_weight_shapes
-from engine.models.tokenizer import load_tokenizer
+from sluicegate.engine.models.gguf_loader import (
+    gguf_hf_config,
+    permute_rotary,
+    read_gguf_weights,
+    unpermute_rotary,
+)
+from sluicegate.engine.models.loader import LoadedModel, load_model
+from sluicegate.engine.models.safetensors_loader import expected_weight_shapes
+from sluicegate.engine.models.tokenizer import load_tokenizer
 from tests.model_factory import make_tiny_gguf, make_tiny_hf_model, tiny_config
 
 CPU = torch.device("cpu")

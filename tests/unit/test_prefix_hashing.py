@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-import engine.kv_cache.manager as manager_module
-from engine.config import SchedulerConfig
-from engine.detokenizer import IncrementalDetokenizer
-from engine.kv_cache.block_pool import BlockKey, hash_block
-from engine.kv_cache.manager import KVCacheManager
-from engine.params import SamplingParams
-from engine.request import Request, RequestStatus
-from engine.scheduler import Scheduler
+import sluicegate.engine.kv_cache.manager as manager_module
+from sluicegate.engine.config import SchedulerConfig
+from sluicegate.engine.detokenizer import IncrementalDetokenizer
+from sluicegate.engine.kv_cache.block_pool import BlockKey, hash_block
+from sluicegate.engine.kv_cache.manager import KVCacheManager
+from sluicegate.engine.params import SamplingParams
+from sluicegate.engine.request import Request, RequestStatus
+from sluicegate.engine.scheduler import Scheduler
 
 BLOCK = 4
 PREFIX = list(range(100, 108))  # two full blocks

@@ -6,27 +6,27 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway import proto_build
+from sluicegate.gateway import proto_build
 
 
 def test_generated_code_matches_proto(tmp_path: Path) -> None:
-    from proto.sluicegate.v1 import inference_pb2, inference_pb2_grpc
+    from sluicegate.proto.sluicegate.v1 import inference_pb2, inference_pb2_grpc
 
     assert proto_build.build(tmp_path) == 0
     for proto in proto_build.proto_files():
         fresh = proto_build.generated_files(proto, tmp_path)
         used = proto_build.generated_files(proto)
         for new, old in zip(fresh, used, strict=True):
-            assert new.read_text() == old.read_text(), f"{old} is stale: run `python -m gateway.proto_build`"
+            assert new.read_text() == old.read_text(), f"{old} is stale: run `python -m sluicegate.gateway.proto_build`"
     imported = {Path(inference_pb2.__file__).resolve(), Path(inference_pb2_grpc.__file__).resolve()}
     assert imported <= {p.resolve() for p in used}
 
 
 def test_generated_imports_are_package_paths() -> None:
-    # `from proto.sluicegate.v1 import ...`, never a bare `import inference_pb2` that only works
+    # `from sluicegate.proto.sluicegate.v1 import ...`, never a bare `import inference_pb2` that only works
     # with the output folder on sys.path
     grpc_module = (proto_build.ROOT / "proto/sluicegate/v1/inference_pb2_grpc.py").read_text()
-    assert "from proto.sluicegate.v1 import inference_pb2" in grpc_module
+    assert "from sluicegate.proto.sluicegate.v1 import inference_pb2" in grpc_module
 
 
 _DECL = re.compile(r"^\s*(rpc |(optional |repeated )?[\w.<>, ]+ \w+ = \d+;|[A-Z_]+ = \d+;|oneof |enum |message |service )")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.sampler import SamplingTensors, sample
-from engine.token_bitmask import unpack_bitmask
+from sluicegate.engine.sampler import SamplingTensors, sample
+from sluicegate.engine.token_bitmask import unpack_bitmask
 
 
 def _tensors(n: int, temperature: float = 1.0, seeds: list[int | None] | None = None,

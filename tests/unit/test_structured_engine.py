@@ -10,9 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from engine.params import SamplingParams
-from grammars.backend import GrammarError
-from grammars.specs import JsonObject, JsonSchema, Regex, ToolCalls, ToolSpec
+from sluicegate.engine.params import SamplingParams
+from sluicegate.grammars.backend import GrammarError
+from sluicegate.grammars.specs import JsonObject, JsonSchema, Regex, ToolCalls, ToolSpec
 
 BFCL_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "bfcl_e2e.jsonl"  # 200 BFCL schemas
 
@@ -67,7 +67,7 @@ def test_bfcl_schemas_through_the_engine_all_validate(make_engine) -> None:  # n
 
 
 def test_tool_call_grammar_through_the_engine(make_engine) -> None:  # noqa: ANN001
-    from grammars.tool_format import parse_tool_calls
+    from sluicegate.grammars.tool_format import parse_tool_calls
 
     engine = make_engine()
     tool = ToolSpec.of("get_weather", {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},

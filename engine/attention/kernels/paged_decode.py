@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.attention.kernels.common import (
+from sluicegate.engine.attention.kernels.common import (
     dot_in_f32,
     dot_precision,
     is_interpreted,

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.attention.kernels.common import next_pow2
+from sluicegate.engine.attention.kernels.common import next_pow2
 
 
 @triton.jit

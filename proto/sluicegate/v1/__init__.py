@@ -4,6 +4,6 @@ The generated modules are not committed; importing this package generates them w
 missing or older than the .proto (gateway/proto_build.py), so `import` works on a fresh clone.
 """
 
-from gateway.proto_build import ensure_built as _ensure_built
+from sluicegate.gateway.proto_build import ensure_built as _ensure_built
 
 _ensure_built()
