@@ -28,12 +28,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """Paged KV cache. The pool size comes from kv_cache_memory_gb unless num_blocks forces it."""
+    """Paged KV cache. The pool size comes from kv_cache_memory_gb unless num_blocks forces it.
+
+    max_pinned_fraction: at most this share of the pool stays protected for pinned prefixes
+    (requests with prompt_cache_retention="24h"); past it the oldest pins become ordinary cache.
+    """
 
     block_size: int = 16
     kv_cache_memory_gb: float = 2.0
     num_blocks: int | None = None
     enable_prefix_caching: bool = True
+    max_pinned_fraction: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class EngineStats:
     num_running: int
     num_waiting: int
     kv_usage: float
+    kv_pinned_free_blocks: int  # free blocks of pinned prefixes (prompt_cache_retention="24h")
     prefix_cache_hit_rate: float
     prompt_tokens_total: int
     cached_tokens_total: int
@@ -72,7 +73,8 @@ class LLMEngine:
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
         if config.cuda_graphs and self.device.type == "cuda":
             self.runner.capture_decode_graphs(config.scheduler.max_num_seqs, self.max_model_len)
-        self.kv = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
+        self.kv = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching,
+                                 config.cache.max_pinned_fraction)
         self.scheduler = Scheduler(config.scheduler, self.kv)
         self.grammar = GrammarStage(config.grammar, self.tokenizer, self.vocab_size)
         self.requests: dict[str, Request] = {}
@@ -150,7 +152,8 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         return EngineStats(
             num_running=len(self.scheduler.running), num_waiting=len(self.scheduler.waiting),
-            kv_usage=self.kv.usage, prefix_cache_hit_rate=self.kv.prefix_hit_rate,
+            kv_usage=self.kv.usage, kv_pinned_free_blocks=self.kv.pool.num_pinned_free_blocks,
+            prefix_cache_hit_rate=self.kv.prefix_hit_rate,
             prompt_tokens_total=self._totals["prompt"], cached_tokens_total=self._totals["cached"],
             generation_tokens_total=self._totals["generation"],
             num_preemptions_total=self._totals["preemptions"])

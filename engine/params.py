@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from sluicegate.grammars.specs import GrammarSpec
 
 
+# OpenAI's `prompt_cache_retention` values -> how long the request's cached blocks stay protected
+# after their last use (engine/kv_cache/block_pool.py: pinned prefixes).
+CACHE_RETENTION_SECONDS = {"in_memory": 0.0, "24h": 24 * 3600.0}
+
+
 class InvalidRequestError(ValueError):
     """A request the engine refuses before scheduling; `param` names the offending field."""
 
@@ -41,6 +46,9 @@ class SamplingParams:
     skip_special_tokens: bool = True
     # Structured output: compiled by grammars/, enforced by a per-row bitmask before sampling.
     grammar: GrammarSpec | None = None
+    # "24h" pins the request's cached prefix (evicted after every unpinned free block); None or
+    # "in_memory": ordinary LRU caching.
+    prompt_cache_retention: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -49,6 +57,10 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def cache_pin_seconds(self) -> float:
+        return CACHE_RETENTION_SECONDS.get(self.prompt_cache_retention or "in_memory", 0.0)
 
     def validate(self, vocab_size: int) -> None:
         """Raise InvalidRequestError naming the first bad field."""
@@ -90,5 +102,8 @@ class SamplingParams:
             raise bad("stop", "stop sequences must be non-empty strings")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
             raise bad("logprobs", f"logprobs must be in [0, 20], got {self.logprobs}")
+        if self.prompt_cache_retention not in (None, *CACHE_RETENTION_SECONDS):
+            raise bad("prompt_cache_retention", "prompt_cache_retention must be one of "
+                      f"{sorted(CACHE_RETENTION_SECONDS)}, got {self.prompt_cache_retention!r}")
         if self.seed is not None and not -(2**63) <= self.seed < 2**63:
             raise bad("seed", "seed must fit in a signed 64-bit integer")

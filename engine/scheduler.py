@@ -49,7 +49,7 @@ class Scheduler:
             self.running.remove(request)
         elif request in self.waiting:
             self.waiting.remove(request)
-        self.kv.free(request.request_id)
+        self.kv.free(request.request_id, request.params.cache_pin_seconds)
 
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
@@ -86,7 +86,7 @@ class Scheduler:
         return budget
 
     def _preempt(self, request: Request) -> None:
-        self.kv.free(request.request_id)
+        self.kv.free(request.request_id, request.params.cache_pin_seconds)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
         request.num_preemptions += 1

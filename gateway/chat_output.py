@@ -54,6 +54,7 @@ class ChatContext:
     include_usage: bool
     logprobs: bool
     token_text: TokenText | None = None
+    cache_key: str | None = None  # the request's prompt_cache_key (per-key cache metrics)
 
 
 def openai_finish_reason(engine_reason: str | None, has_calls: bool) -> str | None:

@@ -54,7 +54,8 @@ def validated(model: type[Any], body: dict[str, Any]) -> Any:
 def sampling_fields(s: pb.SamplingParams) -> dict[str, Any]:
     """The set sampling fields, named as the OpenAI request models name them."""
     out: dict[str, Any] = {}
-    for name in ("max_tokens", "temperature", "top_p", "repetition_penalty", "seed"):
+    for name in ("max_tokens", "temperature", "top_p", "repetition_penalty", "seed", "prompt_cache_key",
+                 "prompt_cache_retention"):
         if s.HasField(name):
             out[name] = getattr(s, name)
     for name in ("top_k", "min_p", "presence_penalty", "frequency_penalty", "min_tokens", "ignore_eos"):

@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0,
                     3.0, 5.0, 7.5, 10.0, 20.0, 40.0)
 _ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+# Per-prompt_cache_key series kept; keys beyond this many are counted under "other" so a client
+# cannot grow /metrics without bound.
+MAX_CACHE_KEY_SERIES = 100
 _COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -32,6 +35,16 @@ class Metrics:
         self.prompt_tokens = Counter("sluicegate_prompt_tokens", "Prompt tokens processed", registry=r)
         self.cached_tokens = Counter("sluicegate_cached_prompt_tokens", "Prompt tokens served from the prefix cache",
                                      registry=r)
+        self.key_prompt_tokens = Counter("sluicegate_prompt_cache_key_prompt_tokens",
+                                         "Prompt tokens of requests sending this prompt_cache_key",
+                                         ["prompt_cache_key"], registry=r)
+        self.key_cached_tokens = Counter("sluicegate_prompt_cache_key_cached_tokens",
+                                         "Of those, prompt tokens served from the prefix cache",
+                                         ["prompt_cache_key"], registry=r)
+        self._cache_keys: set[str] = set()
+        self.pinned_blocks = Gauge("sluicegate_kv_cache_pinned_free_blocks",
+                                   "Free KV blocks held for pinned prefixes (prompt_cache_retention 24h)",
+                                   registry=r)
         self.generation_tokens = Counter("sluicegate_generation_tokens", "Output tokens generated", registry=r)
         self.grammar_compile = Histogram("sluicegate_grammar_compile_seconds", "Grammar compile time",
                                          buckets=_COMPILE_BUCKETS, registry=r)
@@ -45,10 +58,17 @@ class Metrics:
     def observe_request(self, endpoint: str, status: int) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
 
-    def observe_usage(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> None:
+    def observe_usage(self, prompt_tokens: int, cached_tokens: int, output_tokens: int,
+                      cache_key: str | None = None) -> None:
         self.prompt_tokens.inc(prompt_tokens)
         self.cached_tokens.inc(cached_tokens)
         self.generation_tokens.inc(output_tokens)
+        if cache_key is not None:
+            if cache_key not in self._cache_keys and len(self._cache_keys) >= MAX_CACHE_KEY_SERIES:
+                cache_key = "other"
+            self._cache_keys.add(cache_key)
+            self.key_prompt_tokens.labels(prompt_cache_key=cache_key).inc(prompt_tokens)
+            self.key_cached_tokens.labels(prompt_cache_key=cache_key).inc(cached_tokens)
 
     def refresh_engine(self, engine: Any | None, ready: bool) -> None:
         """Copy the engine's gauges (called on scrape). Grammar compile times come from the engine's
@@ -60,6 +80,7 @@ class Metrics:
         self.queue_length.set(getattr(stats, "num_waiting", 0))
         self.running.set(getattr(stats, "num_running", 0))
         self.kv_usage.set(getattr(stats, "kv_usage", 0.0))
+        self.pinned_blocks.set(getattr(stats, "kv_pinned_free_blocks", 0))
         self.prefix_hit_rate.set(getattr(stats, "prefix_cache_hit_rate", 0.0))
         for seconds in _drain_compile_times(engine):
             self.grammar_compile.observe(seconds)

@@ -162,6 +162,10 @@ class SamplingFields(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # OpenAI prompt caching: a key grouping requests that share a prefix (per-key cache metrics,
+    # replica routing) and how long the prefix stays cached ("24h" pins it in a protected tier).
+    prompt_cache_key: str | None = Field(default=None, max_length=256)
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     # extras that clients send through `extra_body` (same meaning as vLLM's)
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)

@@ -71,6 +71,7 @@ def _common(req: SamplingFields, choice_index: int) -> dict[str, object]:
         "stop_token_ids": list(req.stop_token_ids or []),
         "ignore_eos": bool(req.ignore_eos),
         "min_tokens": req.min_tokens or 0,
+        "prompt_cache_retention": req.prompt_cache_retention,
     }
 
 

@@ -105,6 +105,10 @@ class ChatSluicegate(BaseChatModel):
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    prompt_cache_key: str | None = None
+    """Groups an agent's requests that share a prompt prefix (per-key cache metrics, replica routing)."""
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    """"24h" pins the prompt's cached prefix on the server (evicted after every unpinned block)."""
     timeout: float | None = 120.0
     max_retries: int = 2
     streaming: bool = False
@@ -165,7 +169,8 @@ class ChatSluicegate(BaseChatModel):
         kwargs = {k: v for k, v in kwargs.items() if k != "model"}
         body = {"model": model, "messages": convert_to_openai_messages(messages),
                 "temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p,
-                "seed": self.seed, "stop": stop or self.stop or None, **self.model_kwargs, **kwargs}
+                "seed": self.seed, "stop": stop or self.stop or None, "prompt_cache_key": self.prompt_cache_key,
+                "prompt_cache_retention": self.prompt_cache_retention, **self.model_kwargs, **kwargs}
         return {k: v for k, v in body.items() if v is not None}
 
     def _stream_body(self, body: dict[str, Any]) -> dict[str, Any]:

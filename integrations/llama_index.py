@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -129,6 +129,10 @@ class Sluicegate(FunctionCallingLLM):
                                 description="Sent as `Authorization: Bearer` when the server requires one.")
     temperature: float | None = Field(default=None, description="Sampling temperature (None: the server's, 1).")
     max_tokens: int | None = Field(default=None, description="Most tokens per reply (None: to the context limit).")
+    prompt_cache_key: str | None = Field(default=None, description="Groups an agent's requests that share "
+                                         "a prompt prefix (per-key cache metrics, replica routing).")
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = Field(
+        default=None, description='"24h" pins the prompt\'s cached prefix on the server.')
     timeout: float = Field(default=120.0, description="Seconds per HTTP request.")
     max_retries: int = Field(default=2, description="Retries of failed connections.")
     additional_kwargs: dict[str, Any] = Field(default_factory=dict, description="Other request fields, sent as is.")
@@ -160,7 +164,8 @@ class Sluicegate(FunctionCallingLLM):
 
     def _body(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
         body = {"model": self.model or self._model_card()["id"], "temperature": self.temperature,
-                "max_tokens": self.max_tokens, **self.additional_kwargs, **kwargs,
+                "max_tokens": self.max_tokens, "prompt_cache_key": self.prompt_cache_key,
+                "prompt_cache_retention": self.prompt_cache_retention, **self.additional_kwargs, **kwargs,
                 "messages": [to_openai_message(m) for m in messages]}
         return {k: v for k, v in body.items() if v is not None}
 

@@ -12,9 +12,10 @@ from sluicegate.engine.kv_cache.block_pool import BlockKey, BlockPool, KVBlock, 
 
 
 class KVCacheManager:
-    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True) -> None:
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True,
+                 max_pinned_fraction: float = 0.5) -> None:
         self.block_size = block_size
-        self.pool = BlockPool(num_blocks, enable_caching)
+        self.pool = BlockPool(num_blocks, enable_caching, max_pinned_fraction)
         self.enable_caching = enable_caching
         self._blocks: dict[str, list[KVBlock]] = {}
         self._keys: dict[str, list[BlockKey]] = {}  # key chain of the request's tokens (a prefix of it)
@@ -101,13 +102,13 @@ class KVCacheManager:
             self.pool.register(blocks[i], self._key(keys, i, token_ids, extra))
         self._num_registered[request_id] = max(start, num_full)
 
-    def free(self, request_id: str) -> None:
+    def free(self, request_id: str, pin_seconds: float = 0.0) -> None:
         """Release a request's blocks. Tail blocks are freed first so they are evicted before the
-        shared prefix they extend."""
+        shared prefix they extend. pin_seconds > 0 keeps its cached blocks in the protected tier."""
         blocks = self._blocks.pop(request_id, [])
         self._keys.pop(request_id, None)
         self._num_registered.pop(request_id, None)
-        self.pool.free(reversed(blocks))
+        self.pool.free(reversed(blocks), pin_seconds)
 
     def holds(self, request_id: str) -> bool:
         return request_id in self._blocks

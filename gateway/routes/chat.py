@@ -65,7 +65,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=state.model_name,
         parse_tools=uses_tool_grammar(body),
         include_usage=bool(body.stream and body.stream_options and body.stream_options.include_usage),
-        logprobs=bool(body.logprobs), token_text=state.token_text)
+        logprobs=bool(body.logprobs), token_text=state.token_text, cache_key=body.prompt_cache_key)
     primed = await submit(request, state, prompt_ids, params, ctx.id)
     if body.stream:
         return StreamingResponse(_sse(state, ctx, primed), media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
@@ -77,7 +77,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         raise_for_output(choice_outs[-1])
     completion = build_completion(ctx, outs)
     state.metrics.observe_usage(completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens,
-                                completion.usage.completion_tokens)
+                                completion.usage.completion_tokens, ctx.cache_key)
     return JSONResponse(completion_payload(completion))
 
 
@@ -102,7 +102,7 @@ async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> Async
         return
     usage = usage_of(finals)
     state.metrics.observe_usage(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens,
-                                usage.completion_tokens)
+                                usage.completion_tokens, ctx.cache_key)
     if ctx.include_usage:
         yield sse_event(chat_chunk_payload(chunk(ctx, [], usage), True))
     yield DONE

@@ -96,7 +96,7 @@ async def completions(body: CompletionRequest, request: Request,
     choices = [_choice(state, body, i, o, echoes[i]) for i, o in enumerate(outs)]
     usage = _usage(outs, n)
     state.metrics.observe_usage(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens,
-                                usage.completion_tokens)
+                                usage.completion_tokens, body.prompt_cache_key)
     body_out = Completion(id=cid, created=created, model=state.model_name, choices=choices, usage=usage)
     return JSONResponse(body_out.model_dump(mode="json"))
 
@@ -157,7 +157,7 @@ async def _sse(state: AppState, body: CompletionRequest, cid: str, created: int,
     n = body.n or 1
     usage = _usage([[f] for f in finals], n)
     state.metrics.observe_usage(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens,
-                                usage.completion_tokens)
+                                usage.completion_tokens, body.prompt_cache_key)
     if include_usage:
         yield sse_event(Completion(id=cid, created=created, model=state.model_name, choices=[],
                                    usage=usage).model_dump(mode="json"))

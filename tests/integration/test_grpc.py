@@ -107,7 +107,9 @@ def test_chat_text_and_prefix_cache(stub: pb_grpc.InferenceStub, live: LiveServe
     assert done.finish_reason in (pb.FINISH_REASON_STOP, pb.FINISH_REASON_LENGTH)
     u = done.usage
     assert u.total_tokens == u.prompt_tokens + u.completion_tokens and u.completion_tokens >= 1
-    _, again = _chat(stub, pb.ChatRequest(messages=msgs, sampling=_greedy(6)))
+    pinned = _greedy(6)
+    pinned.prompt_cache_key, pinned.prompt_cache_retention = "grpc-agent", "24h"  # accepted, pinned
+    _, again = _chat(stub, pb.ChatRequest(messages=msgs, sampling=pinned))
     assert again.usage.cached_tokens > 0 and again.usage.prompt_tokens == u.prompt_tokens
     http = httpx.post(f"{live.url}/v1/chat/completions", timeout=60, json={
         "model": model_name, "max_tokens": 1, "messages": [{"role": "system", "content": system},
@@ -175,6 +177,8 @@ def test_chat_response_format(stub: pb_grpc.InferenceStub, live: LiveServers) ->
                     tools=[pb.Tool(name="t", parameters="{not json")]), "tools[0].parameters"),
     (pb.ChatRequest(messages=[pb.ChatMessage(role="user", content="x")], tools=[WEATHER],
                     response_format=pb.Constraint(json_object=True)), "response_format"),
+    (pb.ChatRequest(messages=[pb.ChatMessage(role="user", content="x")],
+                    sampling=pb.SamplingParams(prompt_cache_retention="forever")), "prompt_cache_retention"),
 ])
 def test_chat_invalid_argument(stub: pb_grpc.InferenceStub, req: pb.ChatRequest, fragment: str) -> None:
     with pytest.raises(grpc.RpcError) as err:
