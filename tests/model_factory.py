@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ TINY_VOCAB = 49152
 
 
 def tiny_config(family: str = "llama", **overrides: Any) -> Any:
-    """A transformers LlamaConfig / Qwen2Config: hidden 64, 2 layers, 4 heads, 2 kv heads."""
-    from transformers import LlamaConfig, Qwen2Config
+    """A transformers config of `family` (llama, mistral, qwen2): hidden 64, 2 layers, 4 heads,
+    2 kv heads."""
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
 
     common: dict[str, Any] = dict(
         vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -39,11 +41,13 @@ def tiny_config(family: str = "llama", **overrides: Any) -> Any:
         return LlamaConfig(**{**common, "tie_word_embeddings": True, **overrides})
     if family == "qwen2":
         return Qwen2Config(**{**common, "tie_word_embeddings": False, **overrides})
+    if family == "mistral":
+        return MistralConfig(**{**common, "tie_word_embeddings": False, "sliding_window": None, **overrides})
     raise ValueError(f"unknown family {family!r}")
 
 
 def make_tiny_hf_model(dir: Path, family: str = "llama", seed: int = 0, **overrides: Any) -> Path:
-    """Save a random tiny LlamaForCausalLM / Qwen2ForCausalLM (+ the default tokenizer) in `dir`."""
+    """Save a random tiny model of `family` (+ the default tokenizer) in `dir`."""
     from transformers import AutoModelForCausalLM
 
     config = tiny_config(family, **overrides)
@@ -100,6 +104,9 @@ def make_tiny_gguf(path: Path, hf_dir: Path, qtype: GGMLQuantizationType, with_t
     state = load_file(str(Path(hf_dir) / "model.safetensors"))
     if config.get("tie_word_embeddings"):
         state.pop("lm_head.weight", None)
+    rope_freqs = llama3_rope_freqs(config)
+    if rope_freqs is not None:
+        writer.add_tensor("rope_freqs.weight", rope_freqs)
     for name, tensor in state.items():
         data = tensor.float()
         if arch == "llama" and ".q_proj." in name:
@@ -118,6 +125,29 @@ def make_tiny_gguf(path: Path, hf_dir: Path, qtype: GGMLQuantizationType, with_t
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+def llama3_rope_freqs(config: dict[str, Any]) -> np.ndarray | None:
+    """What llama.cpp's converter writes for HF llama3 rope scaling: one divisor per rotary
+    frequency (1 for short wavelengths, `factor` for long ones, a smooth blend between)."""
+    scaling = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if scaling.get("rope_type") != "llama3":
+        return None
+    theta = float(config.get("rope_theta") or scaling["rope_theta"])
+    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_len = scaling["original_max_position_embeddings"]
+    divisors = []
+    for freq in 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim)):
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_len / high:
+            divisors.append(1.0)
+        elif wavelen > old_len / low:
+            divisors.append(factor)
+        else:
+            smooth = (old_len / wavelen - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(divisors, dtype=np.float32)  # [head_dim // 2]
 
 
 def _write_metadata(writer: GGUFWriter, config: dict[str, Any], arch: str) -> None:

@@ -45,6 +45,7 @@ _LAYER_NAMES = {
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
+ROPE_FREQS = "rope_freqs.weight"
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)$")
 
 
@@ -82,9 +83,6 @@ def gguf_hf_config(reader: GGUFReader) -> dict[str, Any]:
     arch = str(meta["general.architecture"])
     if arch not in _ARCHS:
         raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: {', '.join(_ARCHS)}")
-    if any(t.name == "rope_freqs.weight" for t in reader.tensors):
-        raise NotImplementedError("GGUF with rope_freqs (Llama 3.1+ rope scaling) is not supported; "
-                                  "pass the model's HF safetensors folder instead")
     model_type, hf_class, _ = _ARCHS[arch]
     embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
     hidden = int(meta[f"{arch}.embedding_length"])
@@ -110,7 +108,7 @@ def gguf_hf_config(reader: GGUFReader) -> dict[str, Any]:
     }
     if model_type == "qwen2":
         config["attention_bias"] = True
-    scaling = _rope_scaling(meta, arch)
+    scaling = _rope_freqs_scaling(reader, config) or _rope_scaling(meta, arch)
     if scaling is not None:
         config["rope_scaling"] = scaling
     return config
@@ -125,6 +123,8 @@ def read_gguf_weights(
     weights: dict[str, torch.Tensor] = {}
     seen_layers: set[int] = set()  # GGUF order is blk.0, blk.1, blk.10, ...: count, don't index
     for tensor in reader.tensors:
+        if tensor.name == ROPE_FREQS:
+            continue  # not a weight: config.json's rope_scaling carries it (see _rope_freqs_scaling)
         name = hf_name(tensor.name)
         match = _LAYER_RE.match(tensor.name)
         if match and int(match.group(1)) not in seen_layers:
@@ -185,6 +185,27 @@ def _metadata(reader: GGUFReader) -> dict[str, Any]:
             continue
         out[key] = field.contents()
     return out
+
+
+def _rope_freqs_scaling(reader: GGUFReader, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Llama 3.x rope scaling, which llama.cpp's converter stores as a `rope_freqs` tensor.
+
+    convert_hf_to_gguf.py turns HF's llama3 rope_scaling (factor, low/high_freq_factor, original
+    context) into one divisor per rotary frequency, and llama.cpp rotates by inv_freq / divisor.
+    The GGUF keeps only the divisors, so they are written back as HF's `longrope` with the same
+    list for short and long sequences and no attention factor: exactly inv_freq / divisor, a form
+    transformers reads too.
+    """
+    tensor = next((t for t in reader.tensors if t.name == ROPE_FREQS), None)
+    if tensor is None:
+        return None
+    divisors = dequantize(tensor.data, tensor.tensor_type).astype(np.float32).reshape(-1)  # [head_dim // 2]
+    if divisors.shape[0] * 2 != config["head_dim"]:
+        raise ValueError(f"{ROPE_FREQS} has {divisors.shape[0]} values; head_dim {config['head_dim']} needs "
+                         f"{config['head_dim'] // 2}")
+    factors = [float(d) for d in divisors]
+    return {"rope_type": "longrope", "short_factor": factors, "long_factor": factors, "factor": 1.0,
+            "attention_factor": 1.0, "original_max_position_embeddings": config["max_position_embeddings"]}
 
 
 def _rope_scaling(meta: dict[str, Any], arch: str) -> dict[str, Any] | None:

@@ -53,7 +53,8 @@ def load_model(
 ) -> LoadedModel:
     """Load an HF safetensors folder or a GGUF file (None: the embedded default model)."""
     start = time.perf_counter()
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, progress)
+    name = served_model_name(path, model)
     folder = path if path.is_dir() else gguf_hf_dir(path, progress)
     config, gen_eos = read_hf_config(folder)
     tokenizer = load_tokenizer_dir(folder)
@@ -61,7 +62,7 @@ def load_model(
     arch = ModelArch.from_hf_config(config, extra_eos_ids=extra_eos)
     weights = load_safetensors_weights(folder, arch, dtype, device, progress)
     if progress is not None:
-        progress(f"loaded {served_model_name(path)} ({arch.model_type}, {arch.num_layers} layers, "
+        progress(f"loaded {name} ({arch.model_type}, {arch.num_layers} layers, "
                  f"{dtype}, {device}) in {time.perf_counter() - start:.1f} s")
     chat_template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
     return LoadedModel(
@@ -69,7 +70,15 @@ def load_model(
         weights=weights,
         tokenizer=tokenizer,
         chat_template=chat_template,
-        name=served_model_name(path),
+        name=name,
         path=path,
-        max_model_len=arch.max_position_embeddings,
+        max_model_len=_max_model_len(arch),
     )
+
+
+def _max_model_len(arch: ModelArch) -> int:
+    """The longest sequence served exactly. Attention here is always full, so a sliding-window
+    model (Mistral v0.1) is capped at its window, where full and windowed attention agree."""
+    if arch.sliding_window is not None:
+        return min(arch.max_position_embeddings, arch.sliding_window)
+    return arch.max_position_embeddings

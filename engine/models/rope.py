@@ -28,7 +28,10 @@ def inverse_frequencies(head_dim: int, theta: float, scaling: dict | None) -> tu
         return torch.where(medium, smoothed, scaled).float(), 1.0
     if rope_type == "yarn":
         return _yarn(inv_freq, head_dim, theta, scaling)
-    raise ValueError(f"unsupported rope_scaling type {rope_type!r} (supported: default, linear, llama3, yarn)")
+    if rope_type == "longrope":
+        return _longrope(inv_freq, scaling)
+    raise ValueError(f"unsupported rope_scaling type {rope_type!r} "
+                     f"(supported: default, linear, llama3, yarn, longrope)")
 
 
 def _yarn(inv_freq: torch.Tensor, head_dim: int, theta: float, s: dict) -> tuple[torch.Tensor, float]:
@@ -46,6 +49,20 @@ def _yarn(inv_freq: torch.Tensor, head_dim: int, theta: float, s: dict) -> tuple
     extrapolation = 1 - ramp
     inv = inv_freq / factor * (1 - extrapolation) + inv_freq * extrapolation
     return inv.float(), float(attention_factor)
+
+
+def _longrope(inv_freq: torch.Tensor, s: dict) -> tuple[torch.Tensor, float]:
+    """One divisor per frequency. The cos/sin cache is built once for all positions, so only the
+    form with one list for short and long sequences is served (what a Llama 3 GGUF becomes)."""
+    if list(s["short_factor"]) != list(s["long_factor"]):
+        raise ValueError("longrope with different short and long factors is not supported")
+    factor = s.get("factor") or 1.0
+    old_len = s.get("original_max_position_embeddings") or 1
+    attention_factor = s.get("attention_factor")
+    if attention_factor is None:  # transformers' default for longrope
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(old_len))
+    divisors = torch.tensor(s["short_factor"], dtype=torch.float64)  # [head_dim // 2]
+    return (inv_freq / divisors).float(), float(attention_factor)
 
 
 def rope_cache(head_dim: int, theta: float, scaling: dict | None, max_positions: int,
