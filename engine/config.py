@@ -77,6 +77,9 @@ class EngineConfig:
     # Capture decode steps as CUDA graphs (CUDA only; ignored elsewhere). False = eager, for debugging.
     cuda_graphs: bool = True
     num_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
+    # Tokens a request's grammar forces (a tool call's `{"name": "`, required keys in order) are
+    # appended without sampling and computed together in the next step, as a prompt chunk is.
+    grammar_fast_forward: bool = True
 
 
 def resolve_device(name: str) -> torch.device:

@@ -46,6 +46,8 @@ class EngineStats:
     cached_tokens_total: int
     generation_tokens_total: int
     num_preemptions_total: int
+    forced_tokens_total: int  # output tokens the grammar forced (appended without sampling)
+    forward_steps_total: int
 
 
 class LLMEngine:
@@ -81,7 +83,7 @@ class LLMEngine:
         self._generator = torch.Generator(device=self.device).manual_seed(config.model.seed)
         self._lock = threading.Lock()  # add/abort may come from other threads than step()
         self._finished_outside_step: list[RequestOutput] = []
-        self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0}
+        self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0, "forced": 0, "steps": 0}
 
     # ---- public API ----------------------------------------------------------------------------
     def add_request(self, prompt_token_ids: list[int], params: SamplingParams,
@@ -127,6 +129,7 @@ class LLMEngine:
             if sched.batch.num_tokens == 0:
                 return outputs
             self._totals["preemptions"] += len(sched.preempted)
+            self._totals["steps"] += 1
         logits = self.runner.run(sched.batch)  # [S, V]; add/abort may proceed meanwhile
         with self._lock:
             sampling = sched.sampling_requests
@@ -156,7 +159,8 @@ class LLMEngine:
             prefix_cache_hit_rate=self.kv.prefix_hit_rate,
             prompt_tokens_total=self._totals["prompt"], cached_tokens_total=self._totals["cached"],
             generation_tokens_total=self._totals["generation"],
-            num_preemptions_total=self._totals["preemptions"])
+            num_preemptions_total=self._totals["preemptions"],
+            forced_tokens_total=self._totals["forced"], forward_steps_total=self._totals["steps"])
 
     def check_integrity(self) -> None:
         """No leaked block or request: raises AssertionError otherwise."""
@@ -189,13 +193,13 @@ class LLMEngine:
                 request.first_token_time = now
                 self._totals["prompt"] += request.num_prompt_tokens
                 self._totals["cached"] += request.num_cached_tokens
-            request.token_ids.append(token_id)
-            request.pending_token_ids.append(token_id)
-            self._totals["generation"] += 1
+            logprob = None
             if sampled.logprobs is not None and request.params.logprobs is not None:
-                request.pending_logprobs.append(_logprob_entry(sampled, row, token_id, request.params.logprobs))
+                logprob = _logprob_entry(sampled, row, token_id, request.params.logprobs)
             try:
-                status = self._check_stop(request, token_id)
+                status = self._append(request, token_id, logprob)
+                if status is None and self.config.grammar_fast_forward and request.matcher is not None:
+                    status = self._fast_forward(request)
             except Exception as exc:  # one request's matcher/detokenizer failing must not fail the batch
                 log.exception("request %s failed while processing its token", request.request_id)
                 request.error = f"internal error in this request's processing: {type(exc).__name__}: {exc}"
@@ -204,6 +208,30 @@ class LLMEngine:
                 self._finish(request, status)
             outputs.append(self._output(request))
         return outputs
+
+    def _append(self, request: Request, token_id: int, logprob: TokenLogprob | None) -> RequestStatus | None:
+        """Add one output token (sampled or forced); the status it finishes the request with, if any."""
+        request.token_ids.append(token_id)
+        request.pending_token_ids.append(token_id)
+        self._totals["generation"] += 1
+        if logprob is not None:
+            request.pending_logprobs.append(logprob)
+        return self._check_stop(request, token_id)
+
+    def _fast_forward(self, request: Request) -> RequestStatus | None:
+        """Append the tokens the grammar forces next, without sampling: the next step computes them
+        in one chunk (as a prompt chunk) and samples after the last. A forced token's logprob is
+        reported as 0.0 (the grammar leaves no alternative) with no top alternatives."""
+        assert request.matcher is not None
+        forced = request.matcher.forced_tokens()
+        room = min(request.max_tokens - request.num_output_tokens, self.max_model_len - request.num_tokens)
+        for token_id in forced[:max(room, 0)]:
+            self._totals["forced"] += 1
+            logprob = TokenLogprob(token_id, 0.0, ()) if request.params.logprobs is not None else None
+            status = self._append(request, token_id, logprob)
+            if status is not None:
+                return status
+        return None
 
     def _check_stop(self, request: Request, token_id: int) -> RequestStatus | None:
         params = request.params

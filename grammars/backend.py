@@ -40,6 +40,11 @@ class Matcher(Protocol):
         """Undo the last num_tokens accepted tokens."""
         ...
 
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar allows as the only continuation from here (canonically tokenized),
+        not yet accepted; empty when the next token is a choice."""
+        ...
+
 
 class Grammar(Protocol):
     def matcher(self) -> Matcher: ...

@@ -67,6 +67,9 @@ class LLGuidanceMatcher:
         if num_tokens and not self.inner.rollback(num_tokens):
             raise ValueError(f"cannot roll back {num_tokens} tokens: {self.inner.get_error()}")
 
+    def forced_tokens(self) -> list[int]:
+        return [] if self.inner.is_error() else list(self.inner.compute_ff_tokens())
+
 
 def eos_only(words: torch.Tensor, eos_ids: frozenset[int]) -> None:
     # words: [ceil(vocab/32)] int32 — one mask row, rewritten to allow only the EOS tokens

@@ -94,6 +94,9 @@ class OutlinesMatcher:
         if num_tokens:
             self._guide.rollback_state(num_tokens)
 
+    def forced_tokens(self) -> list[int]:
+        return []  # outlines' index has no forced-token query: every token is sampled
+
 
 class OutlinesGrammar:
     def __init__(self, index: Any, eos_id: int) -> None:
