@@ -43,7 +43,8 @@ def engine_config(settings: ServeSettings) -> Any:
     return EngineConfig(
         model=ModelConfig(model=settings.model, dtype=settings.dtype, max_model_len=settings.max_model_len,
                           device=settings.device),
-        cache=CacheConfig(kv_cache_memory_gb=settings.kv_cache_memory_gb),
+        cache=CacheConfig(kv_cache_memory_gb=settings.kv_cache_memory_gb,
+                          max_pinned_fraction=settings.max_pinned_fraction),
         scheduler=SchedulerConfig(max_num_seqs=settings.max_num_seqs, max_waiting=settings.max_queued_requests,
                                   max_num_batched_tokens=settings.max_num_batched_tokens),
         grammar=GrammarConfig(backend=settings.grammar_backend,
@@ -51,6 +52,7 @@ def engine_config(settings: ServeSettings) -> Any:
         attention_backend=settings.attention_backend,
         cuda_graphs=settings.cuda_graphs,
         num_threads=settings.num_threads,
+        grammar_fast_forward=settings.grammar_fast_forward,
     )
 
 

@@ -33,6 +33,11 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="run decode steps eagerly on CUDA (default: replay captured CUDA graphs)")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-grammar-fast-forward", dest="grammar_fast_forward", action="store_false",
+                   help="sample every token, also those a request's grammar forces (default: append forced "
+                        "tokens without sampling and compute them in one step)")
+    p.add_argument("--max-pinned-cache-fraction", type=float, default=_DEFAULTS.max_pinned_fraction,
+                   help="share of the KV cache that prefixes pinned with prompt_cache_retention='24h' may keep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +82,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         served_model_name=args.served_model_name, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes,
         mcp_config=args.mcp_config,
         graceful_shutdown_s=args.graceful_shutdown, log_level=args.log_level, num_threads=args.num_threads,
-        attention_backend=args.attention_backend, cuda_graphs=args.cuda_graphs)
+        attention_backend=args.attention_backend, cuda_graphs=args.cuda_graphs,
+        grammar_fast_forward=args.grammar_fast_forward, max_pinned_fraction=args.max_pinned_cache_fraction)
 
 
 def serve(settings: ServeSettings) -> int:
@@ -117,7 +123,8 @@ def generate(args: argparse.Namespace) -> int:
     llm = LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len,
               kv_cache_memory_gb=args.kv_cache_memory_gb, grammar_backend=args.grammar_backend,
               attention_backend=args.attention_backend, num_threads=args.num_threads,
-              cuda_graphs=args.cuda_graphs)
+              cuda_graphs=args.cuda_graphs, grammar_fast_forward=args.grammar_fast_forward,
+              max_pinned_fraction=args.max_pinned_cache_fraction)
     prompt: Any = args.prompt
     template = llm.engine.chat_template
     if not args.raw and template:

@@ -53,6 +53,11 @@ class Metrics:
         self.kv_usage = Gauge("sluicegate_kv_cache_usage_ratio", "Share of KV-cache blocks in use", registry=r)
         self.prefix_hit_rate = Gauge("sluicegate_prefix_cache_hit_rate",
                                      "Share of prompt tokens served from the prefix cache", registry=r)
+        self.forward_steps = Gauge("sluicegate_engine_forward_steps",
+                                   "Forward steps the engine has run since it started", registry=r)
+        self.forced_tokens = Gauge("sluicegate_engine_forced_tokens",
+                                   "Output tokens appended without sampling because the grammar forced them "
+                                   "(grammar fast-forward), since the engine started", registry=r)
         self.ready = Gauge("sluicegate_ready", "1 when the model is loaded and requests are taken", registry=r)
 
     def observe_request(self, endpoint: str, status: int) -> None:
@@ -81,6 +86,8 @@ class Metrics:
         self.running.set(getattr(stats, "num_running", 0))
         self.kv_usage.set(getattr(stats, "kv_usage", 0.0))
         self.pinned_blocks.set(getattr(stats, "kv_pinned_free_blocks", 0))
+        self.forward_steps.set(getattr(stats, "forward_steps_total", 0))
+        self.forced_tokens.set(getattr(stats, "forced_tokens_total", 0))
         self.prefix_hit_rate.set(getattr(stats, "prefix_cache_hit_rate", 0.0))
         for seconds in _drain_compile_times(engine):
             self.grammar_compile.observe(seconds)

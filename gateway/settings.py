@@ -41,3 +41,5 @@ class ServeSettings:
     num_threads: int | None = None
     attention_backend: str = "auto"
     cuda_graphs: bool = True
+    grammar_fast_forward: bool = True
+    max_pinned_fraction: float = 0.5
