@@ -48,6 +48,8 @@ class EngineStats:
     num_preemptions_total: int
     forced_tokens_total: int  # output tokens the grammar forced (appended without sampling)
     forward_steps_total: int
+    kv_block_size: int  # tokens per KV block
+    kv_num_blocks: int  # blocks in the pool (the null block included)
 
 
 class LLMEngine:
@@ -160,7 +162,8 @@ class LLMEngine:
             prompt_tokens_total=self._totals["prompt"], cached_tokens_total=self._totals["cached"],
             generation_tokens_total=self._totals["generation"],
             num_preemptions_total=self._totals["preemptions"],
-            forced_tokens_total=self._totals["forced"], forward_steps_total=self._totals["steps"])
+            forced_tokens_total=self._totals["forced"], forward_steps_total=self._totals["steps"],
+            kv_block_size=self.kv.block_size, kv_num_blocks=self.kv.pool.num_blocks)
 
     def check_integrity(self) -> None:
         """No leaked block or request: raises AssertionError otherwise."""

@@ -58,6 +58,13 @@ class Metrics:
         self.forced_tokens = Gauge("sluicegate_engine_forced_tokens",
                                    "Output tokens appended without sampling because the grammar forced them "
                                    "(grammar fast-forward), since the engine started", registry=r)
+        # The model-server protocol that Kubernetes' Gateway API Inference Extension (and llm-d's endpoint
+        # picker) reads from vLLM pods, so sluicegate pods are routed the same way (same values as above).
+        self.epp_waiting = Gauge("vllm:num_requests_waiting", "Requests queued in the engine", registry=r)
+        self.epp_running = Gauge("vllm:num_requests_running", "Requests running in the engine", registry=r)
+        self.epp_kv_usage = Gauge("vllm:kv_cache_usage_perc", "Share of KV-cache blocks in use (0-1)", registry=r)
+        self.epp_cache_config = Gauge("vllm:cache_config_info", "KV cache layout", ["block_size", "num_gpu_blocks"],
+                                      registry=r)
         self.ready = Gauge("sluicegate_ready", "1 when the model is loaded and requests are taken", registry=r)
 
     def observe_request(self, endpoint: str, status: int) -> None:
@@ -85,6 +92,12 @@ class Metrics:
         self.queue_length.set(getattr(stats, "num_waiting", 0))
         self.running.set(getattr(stats, "num_running", 0))
         self.kv_usage.set(getattr(stats, "kv_usage", 0.0))
+        self.epp_waiting.set(getattr(stats, "num_waiting", 0))
+        self.epp_running.set(getattr(stats, "num_running", 0))
+        self.epp_kv_usage.set(getattr(stats, "kv_usage", 0.0))
+        if hasattr(stats, "kv_block_size"):
+            self.epp_cache_config.labels(block_size=str(stats.kv_block_size),
+                                         num_gpu_blocks=str(stats.kv_num_blocks)).set(1)
         self.pinned_blocks.set(getattr(stats, "kv_pinned_free_blocks", 0))
         self.forward_steps.set(getattr(stats, "forward_steps_total", 0))
         self.forced_tokens.set(getattr(stats, "forced_tokens_total", 0))

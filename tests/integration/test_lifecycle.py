@@ -73,6 +73,22 @@ def test_metrics(live: Any, client: Any, model_name: str) -> None:
         assert name in text, name
 
 
+def test_inference_gateway_metric_names(live: Any, idle_engine: Any) -> None:
+    """The gauges Kubernetes' Gateway API Inference Extension reads from vLLM pods, parsed as a
+    Prometheus scraper parses them, with the engine's values."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {s.name: s for family in text_string_to_metric_families(httpx.get(f"{live.url}/metrics").text)
+               for s in family.samples}
+    stats = live.engine.stats()
+    assert samples["vllm:num_requests_waiting"].value == stats.num_waiting == 0
+    assert samples["vllm:num_requests_running"].value == stats.num_running == 0
+    assert samples["vllm:kv_cache_usage_perc"].value == stats.kv_usage
+    config = samples["vllm:cache_config_info"]
+    assert config.labels == {"block_size": str(stats.kv_block_size), "num_gpu_blocks": str(stats.kv_num_blocks)}
+    assert config.value == 1.0
+
+
 def test_serve_process_loading_ready_and_sigterm_drain(tmp_path: Any) -> None:
     """The real CLI: 503 while loading, one 'ready' line, SIGTERM lets an in-flight stream finish."""
     port = free_port()
