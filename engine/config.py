@@ -14,8 +14,8 @@ import torch
 class ModelConfig:
     """What to load and in which precision.
 
-    model: None for the embedded SmolLM2-135M-Instruct GGUF, else an HF safetensors folder or a
-    .gguf file. dtype: "auto" (bf16 where the device has it, else fp32), "bfloat16", "float16",
+    model: None for the embedded SmolLM2-135M-Instruct GGUF, else a Hugging Face Hub id, an HF
+    safetensors folder or a GGUF file. dtype: "auto" (bf16 where the device has it, else fp32), "bfloat16", "float16",
     "float32". max_model_len: cap on prompt + output tokens (None: the model's own limit).
     """
 

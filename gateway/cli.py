@@ -17,7 +17,8 @@ _DEFAULTS = ServeSettings()
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
-                   help="HF safetensors folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)")
+                   help="Hugging Face Hub id (owner/name), HF safetensors folder or GGUF file "
+                        "(default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--dtype", default=_DEFAULTS.dtype, choices=["auto", "bfloat16", "float16", "float32"])
     p.add_argument("--device", default=_DEFAULTS.device, help="auto | cpu | cuda | ...")
     p.add_argument("--max-model-len", type=int, default=None, help="cap on prompt + output tokens")
