@@ -91,7 +91,10 @@ def start_sluicegate(extra_args: Sequence[str] = ()) -> Server:
 
 
 def llama_server_binary() -> str | None:
-    return os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+    """LLAMA_SERVER, else the one bench/peers/build_llama_server.sh built, else llama-server on PATH."""
+    cache = Path(os.environ.get("SLUICEGATE_CACHE_DIR", Path.home() / ".cache" / "sluicegate"))
+    built = cache / "peers" / "bin" / "llama-server"
+    return os.environ.get("LLAMA_SERVER") or (str(built) if built.exists() else None) or shutil.which("llama-server")
 
 
 def llama_cpp_python_present() -> bool:
@@ -110,7 +113,7 @@ def start_peers(gguf: Path, slots: int, threads: int) -> tuple[list[Server], lis
                "--port", str(port), "--jinja", "-cb"]
         servers.append(_launch("llama-server", cmd, "/health", port, OUT_DIR / "llama-server.log"))
     else:
-        absent.append("llama-server: not present (put it on PATH or set LLAMA_SERVER)")
+        absent.append("llama-server: not present (bash bench/peers/build_llama_server.sh, or set LLAMA_SERVER)")
     if llama_cpp_python_present():
         port = free_port()
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port),
