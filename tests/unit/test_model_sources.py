@@ -1,5 +1,6 @@
-"""Models a user brings: Hugging Face Hub ids (from a local HF cache laid out here, offline),
-Ollama-style GGUF blobs without a suffix, and Llama 3.x GGUF files with their rope scaling."""
+"""Models a user brings: Hugging Face Hub ids (from a local HF cache laid out here, offline, or
+downloaded from a stand-in Hub on 127.0.0.1), Ollama-style GGUF blobs without a suffix, and
+Llama 3.x GGUF files with their rope scaling."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sluicegate.engine.models.gguf_loader import gguf_hf_dir
 from sluicegate.engine.models.hub import looks_like_hub_id
 from sluicegate.engine.models.loader import load_model
 from sluicegate.engine.models.rope import inverse_frequencies
+from tests.fake_hf_hub import fake_hub
 from tests.model_factory import make_tiny_gguf, make_tiny_hf_model
 from tests.unit.test_architectures import LLAMA3_ROPE, PROMPTS, engine_greedy, hf_greedy
 
@@ -72,23 +74,49 @@ print(json.dumps({"name": loaded.name, "path": str(loaded.path), "layers": loade
 """
 
 
-def test_hub_id_resolves_from_the_local_cache_offline(tmp_path: Path, tiny_llama: Path) -> None:
-    """A fresh process, as a user starts one: HF_HOME points at a cache laid out here and
-    HF_HUB_OFFLINE=1, so nothing can reach the network."""
-    hf_home = tmp_path / "hf-home"
-    _lay_out_hf_cache(hf_home / "hub", "acme/tiny-llama", tiny_llama)
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("HF_HUB_CACHE", None)
-    env.pop("HUGGINGFACE_HUB_CACHE", None)
-    proc = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, "acme/tiny-llama", "acme/not-cached"],
+def _load_in_fresh_process(tmp_path: Path, hf_env: dict[str, str], model: str, missing: str) -> dict:
+    """Run _LOAD_SCRIPT as a user's process would start: huggingface_hub reads its environment
+    (HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT) once, at import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(hf_env, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, model, missing],
                           capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_hub_id_resolves_from_the_local_cache_offline(tmp_path: Path, tiny_llama: Path) -> None:
+    """HF_HOME points at a cache laid out here and HF_HUB_OFFLINE=1: nothing can reach a network."""
+    hf_home = tmp_path / "hf-home"
+    _lay_out_hf_cache(hf_home / "hub", "acme/tiny-llama", tiny_llama)
+    result = _load_in_fresh_process(tmp_path, {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"},
+                                    "acme/tiny-llama", "acme/not-cached")
     assert result["name"] == "acme/tiny-llama"  # served under the id the user typed
     assert Path(result["path"]) == (hf_home / "hub" / "models--acme--tiny-llama" / "snapshots" / COMMIT)
     assert result["layers"] == 2
     assert "acme/not-cached" in result["missing"] and "HF_HUB_OFFLINE" in result["missing"]
+
+
+def test_hub_id_is_downloaded_when_missing(tmp_path: Path, tiny_llama: Path) -> None:
+    """Online (a stand-in Hub on 127.0.0.1 as HF_ENDPOINT): the model is downloaded into the HF
+    cache, only the files the engine reads; the next start finds it offline."""
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_llama, repo)
+    (repo / "pytorch_model.bin").write_bytes(b"\0" * 1024)  # a duplicate format, never fetched
+    hf_home = tmp_path / "hf-home"
+    with fake_hub("acme/tiny-llama", repo) as (endpoint, requested):
+        online = _load_in_fresh_process(tmp_path, {"HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint},
+                                        "acme/tiny-llama", "acme/unknown")
+    assert online["name"] == "acme/tiny-llama" and online["layers"] == 2
+    assert Path(online["path"]).parent == hf_home / "hub" / "models--acme--tiny-llama" / "snapshots"
+    fetched = {r.rsplit("/", 1)[-1] for r in requested if r.startswith("GET /acme/tiny-llama/resolve/")}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched
+    assert "pytorch_model.bin" not in fetched
+    assert "acme/unknown" in online["missing"] and "could not be downloaded" in online["missing"]
+    offline = _load_in_fresh_process(tmp_path, {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"},
+                                     "acme/tiny-llama", "acme/unknown")
+    assert offline["path"] == online["path"]
 
 
 def test_missing_local_paths_are_not_sent_to_the_hub(tmp_path: Path) -> None:
