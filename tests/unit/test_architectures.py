@@ -3,7 +3,7 @@ through the engine and gives transformers' greedy tokens (fp32, prefix cache on,
 
 SmolLM2 is the Llama architecture with tied embeddings (the real one is covered by
 test_engine_parity.py); Llama here has an untied head and llama3 rope scaling so that both
-branches are exercised.
+branches are exercised; linear and yarn rope scaling run on Llama and Qwen2.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
     "mistral": ("mistral", {}),
     "mistral-sliding-window": ("mistral", {"sliding_window": 256}),
     "qwen2": ("qwen2", {}),
+    # the other rope scalings a config may carry
+    "llama-linear-rope": ("llama", {"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}}),
+    "qwen2-yarn-rope": ("qwen2", {"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                                                      "original_max_position_embeddings": 128}}),
 }
 
 
