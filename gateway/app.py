@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,16 @@ from sluicegate.gateway.settings import ServeSettings
 from sluicegate.gateway.state import AppState
 
 log = logging.getLogger("sluicegate.gateway")
+
+
+def serving_threads() -> int:
+    """Torch CPU threads for a server when --num-threads is not given: every core but one, which
+    the HTTP event loop (tokenizing, SSE framing) needs at every token. Measured on 2 cores
+    (bench/serve_overhead.py, bench/results/serving_path.md): with torch on both cores a stream
+    got 0.59x the engine's own speed; with one torch thread 0.94x, and more tokens/s in absolute
+    terms than with two."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def engine_config(settings: ServeSettings) -> Any:
@@ -51,7 +62,7 @@ def engine_config(settings: ServeSettings) -> Any:
                               compile_timeout_s=settings.grammar_compile_timeout_s),
         attention_backend=settings.attention_backend,
         cuda_graphs=settings.cuda_graphs,
-        num_threads=settings.num_threads,
+        num_threads=settings.num_threads or serving_threads(),
         grammar_fast_forward=settings.grammar_fast_forward,
     )
 

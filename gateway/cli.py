@@ -33,7 +33,8 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention-backend", default=_DEFAULTS.attention_backend, choices=["auto", "torch", "triton"])
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="run decode steps eagerly on CUDA (default: replay captured CUDA graphs)")
-    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--num-threads", type=int, default=None,
+                   help="torch CPU threads (default: serve leaves one core to the HTTP server, generate uses torch's)")
     p.add_argument("--no-grammar-fast-forward", dest="grammar_fast_forward", action="store_false",
                    help="sample every token, also those a request's grammar forces (default: append forced "
                         "tokens without sampling and compute them in one step)")
