@@ -28,11 +28,13 @@ from sluicegate.gateway.protocol import (
     ToolCall,
     Usage,
 )
-from sluicegate.grammars.tool_format import (
+from sluicegate.grammars.tool_formats import (
+    DEFAULT_FORMAT,
     ContentDelta,
     ToolCallArgs,
+    ToolCallParser,
     ToolCallStart,
-    ToolCallStreamParser,
+    get_format,
     parse_tool_calls,
 )
 
@@ -50,11 +52,12 @@ class ChatContext:
     id: str
     created: int
     model: str
-    parse_tools: bool  # the tool grammar was on: read <tool_call> blocks out of the text
+    parse_tools: bool  # the tool grammar was on: read tool calls out of the text
     include_usage: bool
     logprobs: bool
     token_text: TokenText | None = None
     cache_key: str | None = None  # the request's prompt_cache_key (per-key cache metrics)
+    tool_format: str = DEFAULT_FORMAT  # the model's tool-call format (grammars/tool_formats/)
 
 
 def openai_finish_reason(engine_reason: str | None, has_calls: bool) -> str | None:
@@ -89,7 +92,7 @@ def build_completion(ctx: ChatContext, outs: Sequence[Sequence[Any]]) -> ChatCom
         final = choice_outs[-1]
         message = ResponseMessage(content=text)
         if ctx.parse_tools:
-            content, parsed = parse_tool_calls(text)
+            content, parsed = parse_tool_calls(text, ctx.tool_format)
             calls = [ToolCall(id=new_call_id(), function=FunctionCall(name=n, arguments=a)) for n, a in parsed]
             message = ResponseMessage(content=content or (None if calls else ""), tool_calls=calls or None)
         reason = openai_finish_reason(final.finish_reason, bool(message.tool_calls))
@@ -106,8 +109,11 @@ class ChoiceStreamer:
     ctx: ChatContext
     index: int
     started: bool = False
-    parser: ToolCallStreamParser = field(default_factory=ToolCallStreamParser)
     call_ids: list[str] = field(default_factory=list)
+    parser: ToolCallParser = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parser = get_format(self.ctx.tool_format).parser()
 
     def deltas(self, out: Any) -> list[ChunkChoice]:
         result: list[ChunkChoice] = []

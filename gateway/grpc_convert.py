@@ -178,7 +178,7 @@ def chat_request(req: pb.ChatRequest, model: str) -> ChatCompletionRequest:
     return result
 
 
-def chat_spec(req: pb.ChatRequest, body: ChatCompletionRequest) -> GrammarSpec | None:
+def chat_spec(req: pb.ChatRequest, body: ChatCompletionRequest, tool_format: str) -> GrammarSpec | None:
     """The tool grammar when tools are on (as HTTP builds it), else the response_format constraint."""
     fmt = constraint_spec(req.response_format, "response_format") if req.HasField("response_format") else None
     if uses_tool_grammar(body):
@@ -186,7 +186,7 @@ def chat_spec(req: pb.ChatRequest, body: ChatCompletionRequest) -> GrammarSpec |
             raise errors.bad_request("response_format cannot be combined with tools when tool_choice is "
                                      "auto; use tool_choice none or drop response_format.",
                                      param="response_format")
-        return chat_grammar(body)
+        return chat_grammar(body, tool_format)
     return fmt
 
 

@@ -115,14 +115,15 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ChatResponse]:
         try:
             body = grpc_convert.chat_request(request, self.model_name)
-            params = grpc_convert.chat_sampling(body, grpc_convert.chat_spec(request, body))
+            params = grpc_convert.chat_sampling(body, grpc_convert.chat_spec(request, body, self.renderer.tool_format.name))
             ids = self._prompt_ids(body)
             rid = self._claim(request.request_id)
         except Exception as exc:  # APIError, or GrammarError from the tool grammar's spec
             await abort_with(context, exc, self.retry_after_s)
             return
         ctx = ChatContext(id=rid, created=int(time.time()), model=self.model_name,
-                          parse_tools=grpc_convert.uses_tool_grammar(body), include_usage=False, logprobs=False)
+                          parse_tools=grpc_convert.uses_tool_grammar(body), include_usage=False, logprobs=False,
+                          tool_format=self.renderer.tool_format.name)
         message = _MessageBuilder()
         streamer = ChoiceStreamer(ctx, 0)
         try:

@@ -12,6 +12,7 @@ from sluicegate.gateway.protocol import (
     SamplingFields,
 )
 from sluicegate.grammars.specs import GrammarSpec, JsonObject, JsonSchema, ToolSpec
+from sluicegate.grammars.tool_formats import DEFAULT_FORMAT
 from sluicegate.grammars.tool_grammar import tool_calls_spec
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def uses_tool_grammar(req: ChatCompletionRequest) -> bool:
     return bool(req.tools) and tool_choice_value(req) != "none"
 
 
-def chat_grammar(req: ChatCompletionRequest) -> GrammarSpec | None:
-    """Tools (unless tool_choice is "none") or response_format, as one grammar spec."""
+def chat_grammar(req: ChatCompletionRequest, tool_format: str = DEFAULT_FORMAT) -> GrammarSpec | None:
+    """Tools (unless tool_choice is "none") in the model's tool-call format, or response_format, as one grammar spec."""
     fmt = req.response_format
     wants_json = fmt is not None and fmt.type != "text"
     if uses_tool_grammar(req):
@@ -45,7 +46,7 @@ def chat_grammar(req: ChatCompletionRequest) -> GrammarSpec | None:
                  for t in req.tools]
         parallel = True if req.parallel_tool_calls is None else req.parallel_tool_calls
         # raises GrammarError (-> 400) for a tool_choice naming no tool or a bad parameters schema
-        return tool_calls_spec(tools, choice, parallel)
+        return tool_calls_spec(tools, choice, parallel, tool_format)
     if fmt is None or fmt.type == "text":
         return None
     if fmt.type == "json_object":

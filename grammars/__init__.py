@@ -48,7 +48,7 @@ def get_backend(name: str, tokenizer: Any, vocab_size: int | None = None) -> Gra
 
 from sluicegate.grammars.bitmask import apply_bitmask, fill_bitmasks, token_allowed  # noqa: E402
 from sluicegate.grammars.cache import GrammarCompiler  # noqa: E402
-from sluicegate.grammars.tool_format import ToolCallStreamParser, parse_tool_calls  # noqa: E402
+from sluicegate.grammars.tool_formats import get_format, parse_tool_calls  # noqa: E402
 from sluicegate.grammars.tool_grammar import tool_calls_spec  # noqa: E402
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "JsonSchema",
     "Matcher",
     "Regex",
-    "ToolCallStreamParser",
     "ToolCalls",
     "ToolChoice",
     "ToolSpec",
@@ -73,6 +72,7 @@ __all__ = [
     "bitmask_words",
     "fill_bitmasks",
     "get_backend",
+    "get_format",
     "parse_tool_calls",
     "tool_calls_spec",
     "token_allowed",

@@ -1,5 +1,5 @@
-"""Chat templates and the hermes tool prompt (template.py, hermes.py). Tool calls are parsed back
-with grammars/tool_format.py, the same module whose constants the tool grammar is built from."""
+"""Chat templates (template.py). Tool prompts, calls and results are written by the model's
+tool-call format (grammars/tool_formats/), the same module that builds its grammar and parser."""
 
 from sluicegate.gateway.chat_format.template import ChatRenderer
 

@@ -1,8 +1,8 @@
 """Chat messages -> prompt text with the model's own jinja chat template.
 
 Templates that render `tools` themselves (Qwen2.5's) get the tools and the structured tool_calls /
-tool messages; templates that ignore them (SmolLM2's) get a hermes tool prompt in the system turn
-and calls/results written as text (chat_format/hermes.py). Which kind a template is, is found once
+tool messages; templates that ignore them (SmolLM2's) get the tool-call format's own tool prompt in
+the system turn and calls/results written as text (grammars/tool_formats/). Which kind a template is, is found once
 by rendering a probe with and without a tool. Rendering is a pure function of the messages, so an
 agent's growing conversation renders to a growing prefix and keeps hitting the prefix cache.
 """
@@ -13,7 +13,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sluicegate.gateway.chat_format import hermes
 from sluicegate.gateway.protocol import (
     AssistantMessage,
     ChatMessage,
@@ -22,6 +21,7 @@ from sluicegate.gateway.protocol import (
     ToolMessage,
     content_text,
 )
+from sluicegate.grammars.tool_formats import ToolFormat, format_for_template, get_format
 
 # ChatML, for models that ship no template (base models).
 DEFAULT_TEMPLATE = (
@@ -62,10 +62,12 @@ def check_unicode(text: str) -> None:
 class ChatRenderer:
     """Renders chat requests for one tokenizer + template (built once per engine)."""
 
-    def __init__(self, tokenizer: Any, chat_template: str | None) -> None:
+    def __init__(self, tokenizer: Any, chat_template: str | None, tool_format: str | None = None) -> None:
         self.tokenizer = tokenizer
         self.template = chat_template or DEFAULT_TEMPLATE
         self.renders_tools = self._detect_tool_support()
+        # tool_format: an explicit choice (--tool-call-format) wins over what the template shows
+        self.tool_format: ToolFormat = get_format(tool_format) if tool_format else format_for_template(chat_template)
 
     def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
         out = self.tokenizer.apply_chat_template(
@@ -85,7 +87,7 @@ class ChatRenderer:
         if self.renders_tools:
             text = self._apply(self._native_messages(messages), tool_dicts)
         else:
-            text = self._apply(self._hermes_messages(messages, tool_dicts), None)
+            text = self._apply(self._text_tool_messages(messages, tool_dicts), None)
         check_unicode(text)
         return text
 
@@ -109,15 +111,16 @@ class ChatRenderer:
             out.append(entry)
         return out
 
-    @staticmethod
-    def _hermes_messages(messages: Sequence[ChatMessage],
-                         tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    def _text_tool_messages(self, messages: Sequence[ChatMessage],
+                            tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """For a template that ignores tools: the format writes the tool prompt, calls and results as text."""
+        fmt = self.tool_format
         out: list[dict[str, Any]] = []
         pending_results: list[str] = []
 
         def flush_results() -> None:
             if pending_results:
-                out.append({"role": "user", "content": hermes.render_tool_results(pending_results)})
+                out.append({"role": "user", "content": fmt.render_tool_results(pending_results)})
                 pending_results.clear()
 
         for m in messages:
@@ -130,12 +133,12 @@ class ChatRenderer:
             elif isinstance(m, AssistantMessage):
                 calls = [(c.function.name, c.function.arguments) for c in m.tool_calls or []]
                 out.append({"role": "assistant",
-                            "content": hermes.render_assistant_content(content_text(m.content), calls)})
+                            "content": fmt.render_assistant_content(content_text(m.content), calls)})
             else:
                 out.append({"role": m.role, "content": content_text(m.content)})
         flush_results()
         if tools:
-            prompt = hermes.tools_system_prompt(tools)
+            prompt = fmt.tools_system_prompt(tools)
             if out and out[0]["role"] == "system":
                 out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + prompt}
             else:

@@ -40,7 +40,7 @@ from sluicegate.gateway.protocol import (
 from sluicegate.gateway.routes.submit import submit
 from sluicegate.gateway.sampling import chat_grammar, chat_params, uses_tool_grammar
 from sluicegate.gateway.state import AppState
-from sluicegate.grammars.tool_format import ContentDelta, ToolCallStreamParser
+from sluicegate.grammars.tool_formats import ContentDelta
 
 
 @dataclass(frozen=True)
@@ -142,10 +142,12 @@ def render_prompt(state: AppState, body: ChatCompletionRequest) -> list[int]:
 async def _generate(state: AppState, request: Request, body: ChatCompletionRequest, request_id: str,
                     round_: _Round) -> AsyncGenerator[Content, None]:
     """One model turn: content deltas as they come; the turn's calls and final output into round_."""
-    grammar = chat_grammar(body)
+    assert state.renderer is not None
+    tool_format = state.renderer.tool_format
+    grammar = chat_grammar(body, tool_format.name)
     parse = uses_tool_grammar(body)
     primed = await submit(request, state, render_prompt(state, body), [chat_params(body, grammar, 0)], request_id)
-    parser = ToolCallStreamParser()
+    parser = tool_format.parser()
     complete: list[tuple[str, str]] = []
     async with aclosing(merge(primed)) as stream:
         async for _, out in stream:

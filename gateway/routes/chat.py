@@ -58,12 +58,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     n = body.n or 1
     if n > state.settings.max_n:
         raise errors.bad_request(f"n must be at most {state.settings.max_n}, got {n}", param="n")
-    grammar = chat_grammar(body)
+    assert state.renderer is not None
+    tool_format = state.renderer.tool_format
+    grammar = chat_grammar(body, tool_format.name)
     prompt_ids = _prompt_ids(state, body)
     params = [chat_params(body, grammar, i) for i in range(n)]
     ctx = ChatContext(
         id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=state.model_name,
-        parse_tools=uses_tool_grammar(body),
+        parse_tools=uses_tool_grammar(body), tool_format=tool_format.name,
         include_usage=bool(body.stream and body.stream_options and body.stream_options.include_usage),
         logprobs=bool(body.logprobs), token_text=state.token_text, cache_key=body.prompt_cache_key)
     primed = await submit(request, state, prompt_ids, params, ctx.id)

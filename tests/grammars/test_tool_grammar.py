@@ -16,13 +16,8 @@ from sluicegate.grammars import (
     tool_calls_spec,
 )
 from sluicegate.grammars.conformance import walk
-from sluicegate.grammars.tool_format import (
-    ContentDelta,
-    ToolCallArgs,
-    ToolCallEnd,
-    ToolCallStart,
-    ToolCallStreamParser,
-)
+from sluicegate.grammars.tool_formats import ContentDelta, ToolCallArgs, ToolCallEnd, ToolCallStart
+from sluicegate.grammars.tool_formats.hermes import HermesParser as ToolCallStreamParser
 
 WEATHER = ToolSpec.of(
     "get_weather",

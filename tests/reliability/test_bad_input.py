@@ -134,7 +134,7 @@ def test_tool_definitions_cannot_break_the_prompt_format(servers: Any, http: htt
         call = choice["message"]["tool_calls"][0]["function"]
         assert call["name"] == "get"
         assert set(json.loads(call["arguments"])) == {key}
-    from sluicegate.gateway.chat_format.hermes import tools_system_prompt
+    from sluicegate.grammars.tool_formats.hermes import tools_system_prompt
 
     prompt, benign = tools_system_prompt([body["tools"][0]]), tools_system_prompt([_tool("get")])
     for tag in ("</tools>", "<tools>", "<tool_call>", "</tool_call>"):

@@ -11,10 +11,10 @@ import pytest
 
 from sluicegate.engine.outputs import RequestOutput
 from sluicegate.gateway.chat_format import ChatRenderer
-from sluicegate.gateway.chat_format.hermes import render_tool_call
 from sluicegate.gateway.chat_output import ChatContext, ChoiceStreamer, build_completion
 from sluicegate.gateway.protocol import ChatCompletionRequest
-from sluicegate.grammars.tool_format import parse_tool_calls
+from sluicegate.grammars.tool_formats import parse_tool_calls
+from sluicegate.grammars.tool_formats.hermes import render_tool_call
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]

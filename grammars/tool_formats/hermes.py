@@ -1,18 +1,30 @@
-"""The hermes tool-call format: its constants, and parsers from model text back to tool calls.
+"""The hermes tool-call format (Qwen2.5, Qwen3, Hermes, SmolLM3), and the fallback for templates
+that name no format.
 
 A call is written as
     <tool_call>\\n{"name": "get_weather", "arguments": {"city": "Paris"}}\\n</tool_call>
 and several calls follow each other separated by a newline. Prose (the message content) may come
-before the first call. tool_grammar.py builds the grammar that forces exactly this shape;
-`ToolCallStreamParser` turns streamed text back into content deltas and OpenAI-style tool-call
-events (start with name, argument fragments, end), and `parse_tool_calls` does it in one go.
+before the first call. Tool results go back as <tool_response> blocks in a user turn (Qwen2.5's
+layout). Every rendering function is pure, so a conversation renders to the same text every turn
+and the prefix cache keeps hitting.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
+
+from sluicegate.grammars.specs import ToolCalls
+from sluicegate.grammars.tool_formats.base import (
+    ContentDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallEvent,
+    ToolCallStart,
+)
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, regex_escape
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -31,31 +43,6 @@ def call_head(name: str) -> str:
     return '{"name"' + KEY_SEPARATOR + json.dumps(name, ensure_ascii=False) + ITEM_SEPARATOR + '"arguments"' + KEY_SEPARATOR
 
 
-@dataclass(frozen=True)
-class ContentDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallStart:
-    index: int  # 0-based position of the call in this message
-    name: str
-
-
-@dataclass(frozen=True)
-class ToolCallArgs:
-    index: int
-    fragment: str  # the fragments of one call concatenate to its arguments JSON text
-
-
-@dataclass(frozen=True)
-class ToolCallEnd:
-    index: int
-
-
-ToolCallEvent = ContentDelta | ToolCallStart | ToolCallArgs | ToolCallEnd
-
-
 def _open_tag_prefix_len(text: str) -> int:
     """Length of the longest suffix of `text` that could still grow into TOOL_CALL_OPEN."""
     for n in range(min(len(text), len(TOOL_CALL_OPEN) - 1), 0, -1):
@@ -64,7 +51,7 @@ def _open_tag_prefix_len(text: str) -> int:
     return 0
 
 
-class ToolCallStreamParser:
+class HermesParser:
     """Feed text deltas; get content deltas and tool-call events, in order.
 
     Text that might be the start of `<tool_call>` is held back until it is decided. Inside a call,
@@ -172,11 +159,98 @@ class ToolCallStreamParser:
         return True
 
 
-def parse_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """Whole model output → (content text, [(tool name, arguments JSON text)])."""
-    parser = ToolCallStreamParser()
-    events = parser.feed(text) + parser.finish()
-    content = "".join(e.text for e in events if isinstance(e, ContentDelta))
-    if parser.calls:
-        content = content.rstrip()
-    return content, parser.calls
+def hermes_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
+    """required: calls only; a named tool: exactly one call of it; auto: free prose, and once the
+    model writes `<tool_call>` the call must be exact (the prose holds no other `<tool_call>`)."""
+    named = spec.tool_choice not in ("auto", "required")
+    tools = [t for t in spec.tools if not named or t.name == spec.tool_choice]
+    lines = ["%llguidance {}"]
+    more = f" ({lark_str(CALL_SEPARATOR + CALL_PREFIX)} body)*" if spec.parallel and not named else ""
+    if spec.tool_choice == "auto":
+        # PROSE: any text without the open tag; HEAD (lazy): prose up to the first open tag.
+        never_open = f"~/(?s:.*){regex_escape(TOOL_CALL_OPEN)}(?s:.*)/"
+        lines += [
+            f"start: PROSE | head body{more}",
+            f"PROSE: /(?s:.*)/ & {never_open}",
+            f"head[lazy]: /(?s:.*){regex_escape(CALL_PREFIX)}/",
+        ]
+    else:
+        lines.append(f"start: {lark_str(CALL_PREFIX)} body{more}")
+    lines.append("body: (" + " | ".join(f"call_{i}" for i in range(len(tools))) + f") {lark_str(CALL_SUFFIX)}")
+    for i, schema in enumerate(schemas):
+        lines.append(f'call_{i}: {lark_str(call_head(tools[i].name))} args_{i} "}}"')
+        lines.append(f"args_{i}: {json_rule(schema, ITEM_SEPARATOR, KEY_SEPARATOR)}")
+    return "\n".join(lines) + "\n"
+
+
+TOOL_RESPONSE_START = "<tool_response>"
+TOOL_RESPONSE_END = "</tool_response>"
+
+_PROMPT_HEAD = (
+    "# Tools\n\n"
+    "You may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+)
+_PROMPT_TAIL = (
+    "\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within "
+    f"{TOOL_CALL_OPEN}{TOOL_CALL_CLOSE} XML tags:\n"
+    f"{TOOL_CALL_OPEN}\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n'
+    f"{TOOL_CALL_CLOSE}"
+)
+
+
+def tools_system_prompt(tools: Sequence[dict[str, Any]]) -> str:
+    """The tool block appended to the system prompt; tools as OpenAI sends them, in their order.
+
+    '<' and '>' are written as JSON escapes (same JSON value), so a description or property name
+    cannot close the <tools> block, open a <tool_call> or spell a special token like <|im_end|>."""
+    lines = [_tag_safe(json.dumps(tool, ensure_ascii=False)) for tool in tools]
+    return _PROMPT_HEAD + "".join("\n" + line for line in lines) + _PROMPT_TAIL
+
+
+def _tag_safe(json_text: str) -> str:
+    # '<' and '>' only ever occur inside JSON strings, where \u003c / \u003e mean the same
+    return json_text.replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def render_tool_call(name: str, arguments: str) -> str:
+    """One call exactly as the grammar makes the model write it; `arguments` is the JSON string
+    the client sent back, verbatim."""
+    return CALL_PREFIX + call_head(name) + arguments + "}" + CALL_SUFFIX
+
+
+def render_assistant_content(content: str, calls: Sequence[tuple[str, str]]) -> str:
+    parts = [content] if content else []
+    parts.extend(render_tool_call(name, args) for name, args in calls)
+    return CALL_SEPARATOR.join(parts)
+
+
+def render_tool_results(results: Sequence[str]) -> str:
+    return "\n".join(f"{TOOL_RESPONSE_START}\n{r}\n{TOOL_RESPONSE_END}" for r in results)
+
+
+class HermesFormat:
+    name = "hermes"
+
+    def matches_template(self, chat_template: str) -> bool:
+        return TOOL_CALL_OPEN in chat_template
+
+    def lark(self, spec: ToolCalls, schemas: Sequence[Any]) -> str:
+        return hermes_lark(spec, schemas)
+
+    def parser(self) -> HermesParser:
+        return HermesParser()
+
+    def tools_system_prompt(self, tools: Sequence[dict[str, Any]]) -> str:
+        return tools_system_prompt(tools)
+
+    def render_assistant_content(self, content: str, calls: Sequence[tuple[str, str]]) -> str:
+        return render_assistant_content(content, calls)
+
+    def render_tool_results(self, results: Sequence[str]) -> str:
+        return render_tool_results(results)
+
+
+HERMES = HermesFormat()

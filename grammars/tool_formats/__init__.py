@@ -1,0 +1,64 @@
+"""Tool-call formats, one file each behind the ToolFormat interface (base.py).
+
+`format_for_template` picks a model's format from its chat template once at load; a template that
+names no known format gets hermes, with a logged note. `get_format` resolves an explicit choice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sluicegate.grammars.tool_formats.base import (
+    ContentDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallEvent,
+    ToolCallParser,
+    ToolCallStart,
+    ToolFormat,
+    parse_all,
+)
+from sluicegate.grammars.tool_formats.hermes import HERMES
+
+log = logging.getLogger(__name__)
+
+# Detection order: the first format whose markers the template holds wins; hermes last, as the
+# fallback.
+FORMATS: dict[str, ToolFormat] = {HERMES.name: HERMES}
+DEFAULT_FORMAT = HERMES.name
+
+
+def get_format(name: str) -> ToolFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown tool-call format {name!r} (choose from {', '.join(FORMATS)})") from None
+
+
+def format_for_template(chat_template: str | None) -> ToolFormat:
+    for fmt in FORMATS.values():
+        if chat_template and fmt.matches_template(chat_template):
+            return fmt
+    log.info("the chat template names no known tool-call format; tool calls use %s", DEFAULT_FORMAT)
+    return FORMATS[DEFAULT_FORMAT]
+
+
+def parse_tool_calls(text: str, format_name: str = DEFAULT_FORMAT) -> tuple[str, list[tuple[str, str]]]:
+    """Whole model output → (content text, [(tool name, arguments JSON text)])."""
+    return parse_all(get_format(format_name).parser(), text)
+
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "FORMATS",
+    "ContentDelta",
+    "ToolCallArgs",
+    "ToolCallEnd",
+    "ToolCallEvent",
+    "ToolCallParser",
+    "ToolCallStart",
+    "ToolFormat",
+    "format_for_template",
+    "get_format",
+    "parse_tool_calls",
+]

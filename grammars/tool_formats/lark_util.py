@@ -1,0 +1,31 @@
+"""Small helpers every format's grammar uses: lark string literals, regex escapes, %json rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def lark_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def json_rule(schema: Any, item_separator: str, key_separator: str) -> str:
+    """%json held to `schema` in a fixed layout; x-guidance sits at the schema's top level."""
+    layout = {"item_separator": item_separator, "key_separator": key_separator, "whitespace_flexible": False}
+    if isinstance(schema, bool):
+        schema = {} if schema else {"not": {}}
+    return "%json " + json.dumps({**schema, "x-guidance": layout}, ensure_ascii=False)
+
+
+def regex_escape(text: str) -> str:
+    """Escape for a lark /regex/ (the rust regex syntax, plus the '/' delimiter)."""
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch in r"\.+*?()|[]{}^$#&-~/":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
