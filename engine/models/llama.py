@@ -14,18 +14,18 @@ import torch.nn.functional as F
 from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
 from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.linear import Linear
 from sluicegate.engine.models.rope import apply_rope, rope_cache
 
 
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor  # [H]
-    qkv: torch.Tensor  # [(heads + 2 * kv_heads) * D, H]
-    qkv_bias: torch.Tensor | None  # [(heads + 2 * kv_heads) * D] (Qwen2)
-    o_proj: torch.Tensor  # [H, heads * D]
+    qkv: Linear  # [(heads + 2 * kv_heads) * D, H], bias [(heads + 2 * kv_heads) * D] (Qwen2)
+    o_proj: Linear  # [H, heads * D]
     post_norm: torch.Tensor  # [H]
-    gate_up: torch.Tensor  # [2 * I, H]
-    down: torch.Tensor  # [H, I]
+    gate_up: Linear  # [2 * I, H]
+    down: Linear  # [H, I]
 
 
 class LlamaModel:
@@ -35,7 +35,7 @@ class LlamaModel:
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
         self.norm = weights["model.norm.weight"]
-        self.lm_head = weights.get("lm_head.weight", self.embed)  # tied when absent
+        self.lm_head = Linear(weights.get("lm_head.weight", self.embed))  # tied when absent
         self.dtype = self.embed.dtype
         self.device = self.embed.device
         self.layers = [self._fuse(weights, i) for i in range(arch.num_layers)]
@@ -55,12 +55,12 @@ class LlamaModel:
             bias = torch.cat([w[attn + "q_proj.bias"], w[attn + "k_proj.bias"], w[attn + "v_proj.bias"]])
         return LayerWeights(
             input_norm=w[p + "input_layernorm.weight"],
-            qkv=torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"], w[attn + "v_proj.weight"]]),
-            qkv_bias=bias,
-            o_proj=w[attn + "o_proj.weight"],
+            qkv=Linear(torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"],
+                                  w[attn + "v_proj.weight"]]), bias),
+            o_proj=Linear(w[attn + "o_proj.weight"]),
             post_norm=w[p + "post_attention_layernorm.weight"],
-            gate_up=torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]]),
-            down=w[mlp + "down_proj.weight"],
+            gate_up=Linear(torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]])),
+            down=Linear(w[mlp + "down_proj.weight"]),
         )
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
@@ -73,19 +73,19 @@ class LlamaModel:
         residual = hidden
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
             x = F.rms_norm(residual, (arch.hidden_size,), layer.input_norm, eps)
-            qkv = F.linear(x, layer.qkv, layer.qkv_bias)  # [T, (heads + 2 kv) * D]
+            qkv = layer.qkv(x)  # [T, (heads + 2 kv) * D]
             q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
             q = apply_rope(q.view(-1, arch.num_heads, arch.head_dim), cos, sin)  # [T, heads, D]
             k = apply_rope(k.view(-1, arch.num_kv_heads, arch.head_dim), cos, sin)  # [T, kv, D]
             v = v.view(-1, arch.num_kv_heads, arch.head_dim)
             self.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
             attn = self.backend.attend(q, k_cache, v_cache, meta, self.scale)  # [T, heads, D]
-            residual = residual + F.linear(attn.reshape(-1, self.q_size), layer.o_proj)
+            residual = residual + layer.o_proj(attn.reshape(-1, self.q_size))
             x = F.rms_norm(residual, (arch.hidden_size,), layer.post_norm, eps)
-            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)  # [T, I] each
-            residual = residual + F.linear(F.silu(gate) * up, layer.down)
+            gate, up = layer.gate_up(x).chunk(2, dim=-1)  # [T, I] each
+            residual = residual + layer.down(F.silu(gate) * up)
         return F.rms_norm(residual, (arch.hidden_size,), self.norm, eps)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [S, H] -> logits [S, V] in fp32."""
-        return F.linear(hidden, self.lm_head).float()
+        return self.lm_head(hidden).float()

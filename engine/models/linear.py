@@ -1,0 +1,44 @@
+"""y = x @ W.T + b, with the weight also laid out once for the CPU's matmul library where it pays.
+
+On CPU, F.linear on a bf16 weight hands the plain [N, K] matrix to oneDNN, which reorders it into
+its blocked layout on every call: for a decode step's few rows the reorder costs as much as the
+matmul. oneDNN's linear on a weight reordered once at load gives bit-identical results (same
+kernel, same accumulation order) at about half the time for one row, shrinking to a few percent
+by 256 rows (bench/results/step_profile.md). Large prefill chunks keep F.linear on the plain
+weight: packed calls there measured no faster, and a mixed workload sends them many different
+row counts. fp32 keeps F.linear everywhere: the packed path uses a different kernel than MKL's
+sgemm, so results would move by rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Rows (tokens) up to which the packed weight is used: decode steps and small extend chunks.
+PACKED_MAX_ROWS = 32
+
+
+def _can_pack(weight: torch.Tensor) -> bool:
+    if weight.device.type != "cpu" or weight.dtype != torch.bfloat16 or weight.dim() != 2:
+        return False
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class Linear:
+    """A linear layer's weight [N, K] (and bias [N]); call on x [M, K] -> [M, N]."""
+
+    __slots__ = ("weight", "bias", "packed")
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        self.weight = weight
+        self.bias = bias
+        # oneDNN's blocked layout, tuned for one row (decode); None where packing does not apply
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1) if _can_pack(weight) else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and x.shape[0] <= PACKED_MAX_ROWS:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
