@@ -66,11 +66,12 @@ def start_server(settings: Any | None = None, engine: Any | None = None) -> Live
     """uvicorn on 127.0.0.1 in a background thread; loads the default model unless `engine` is given."""
     import uvicorn
 
+    from sluicegate.engine.config import CacheConfig, EngineConfig
     from sluicegate.gateway.app import create_app
     from sluicegate.gateway.settings import ServeSettings
 
     port = _free_port()
-    settings = settings or ServeSettings(kv_cache_memory_gb=0.5)
+    settings = settings or ServeSettings(engine=EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.5)))
     app = create_app(settings, engine=engine, progress=lambda _: None)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, timeout_graceful_shutdown=5, backlog=4096))

@@ -1,68 +1,76 @@
 """Frozen configuration dataclasses, composed into one EngineConfig.
 
 Every knob a user can set lives here, so the engine's constructors take one value, not fourteen.
+A field declared with option() is also a command-line flag of `sluicegate serve` and `generate`
+(gateway/flags.py builds the flags from these declarations).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+from sluicegate.engine.option import option
+
+if TYPE_CHECKING:
+    import torch
+
+# Names --dtype accepts; resolve_dtype maps them to torch dtypes.
+DTYPE_NAMES = ("auto", "bfloat16", "bf16", "float16", "fp16", "float32", "fp32")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What to load and in which precision.
+    """What to load and in which precision."""
 
-    model: None for the embedded SmolLM2-135M-Instruct GGUF, else a Hugging Face Hub id, an HF
-    safetensors folder or a GGUF file. dtype: "auto" (bf16 where the device has it, else fp32), "bfloat16", "float16",
-    "float32". max_model_len: cap on prompt + output tokens (None: the model's own limit).
-    """
-
-    model: str | None = None
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    device: str = "auto"
-    seed: int = 0
+    model: str | None = option(
+        None, flag="--model", aliases=["-m"],
+        help="Hugging Face Hub id (owner/name), HF safetensors folder or GGUF file "
+             "(None: the embedded SmolLM2-135M-Instruct)")
+    dtype: str = option("auto", choices=DTYPE_NAMES,
+                        help="weight and activation precision; auto: bf16 where the device runs it fast, else fp32 "
+                             "(fp16 on CUDA without bf16)")
+    max_model_len: int | None = option(None, aliases=["-c"],
+                                       help="cap on prompt + output tokens (None: the model's own limit)")
+    device: str = option("auto", help="auto | cpu | cuda | cuda:N | xpu | mps")
+    seed: int = option(0, help="seed of the sampler for requests that bring no seed of their own")
 
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """Paged KV cache. The pool size comes from kv_cache_memory_gb unless num_blocks forces it.
+    """Paged KV cache. The pool size comes from kv_cache_memory_gb unless num_blocks forces it."""
 
-    max_pinned_fraction: at most this share of the pool stays protected for pinned prefixes
-    (requests with prompt_cache_retention="24h"); past it the oldest pins become ordinary cache.
-    """
-
-    block_size: int = 16
-    kv_cache_memory_gb: float = 2.0
+    block_size: int = option(16, help="tokens per KV cache block (the unit of prefix sharing)")
+    kv_cache_memory_gb: float = option(2.0, help="memory for the paged KV cache, in GB")
     num_blocks: int | None = None
-    enable_prefix_caching: bool = True
-    max_pinned_fraction: float = 0.5
+    enable_prefix_caching: bool = option(True, help="reuse the KV cache of prompt prefixes seen before")
+    max_pinned_fraction: float = option(
+        0.5, flag="--max-pinned-cache-fraction",
+        help="share of the KV cache that prefixes pinned with prompt_cache_retention='24h' may keep; "
+             "past it the oldest pins become ordinary cache")
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Token-budget scheduling.
+    """Token-budget scheduling: decode tokens and prefill chunks share one step's budget."""
 
-    max_num_batched_tokens: tokens one forward step may carry (decode and prefill chunks share it).
-    max_num_seqs: cap on running sequences. max_waiting: queued requests before add_request refuses.
-    long_prefill_token_threshold: a single prompt takes at most this many tokens of one step, so a
-    long prompt is chunked and running decodes keep flowing.
-    """
-
-    max_num_batched_tokens: int = 1024
-    max_num_seqs: int = 64
-    max_waiting: int = 1024
-    long_prefill_token_threshold: int = 512
+    max_num_batched_tokens: int = option(1024, help="tokens one engine step may carry (decodes and prefill chunks)")
+    max_num_seqs: int = option(64, help="cap on running sequences")
+    max_waiting: int = option(1024, flag="--max-queued-requests",
+                              help="queued requests beyond which new ones are refused (HTTP 429 + Retry-After)")
+    long_prefill_token_threshold: int = option(
+        512, help="tokens of one prompt a single step takes at most, so a long prompt is chunked and "
+                  "running decodes keep flowing")
 
 
 @dataclass(frozen=True)
 class GrammarConfig:
     """Structured-output settings: backend name, compile pool and time limit, cache bound."""
 
-    backend: str = "llguidance"
-    compile_timeout_s: float = 10.0
+    backend: str = option("llguidance", flag="--grammar-backend", choices=["llguidance", "outlines"],
+                          help="structured-output backend")
+    compile_timeout_s: float = option(10.0, flag="--grammar-compile-timeout",
+                                      help="seconds a grammar may take to compile before the request fails with 400")
     num_compile_workers: int = 2
     cache_max_entries: int = 512
 
@@ -73,16 +81,19 @@ class EngineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grammar: GrammarConfig = field(default_factory=GrammarConfig)
-    attention_backend: str = "auto"  # "auto" | "torch" | "triton"
-    # Capture decode steps as CUDA graphs (CUDA only; ignored elsewhere). False = eager, for debugging.
-    cuda_graphs: bool = True
-    num_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
-    # Tokens a request's grammar forces (a tool call's `{"name": "`, required keys in order) are
-    # appended without sampling and computed together in the next step, as a prompt chunk is.
-    grammar_fast_forward: bool = True
+    attention_backend: str = option("auto", choices=["auto", "torch", "triton"], help="attention kernels")
+    cuda_graphs: bool = option(True, help="replay captured CUDA graphs for decode steps (CUDA only; "
+                                          "--no-cuda-graphs runs them eagerly, for debugging)")
+    num_threads: int | None = option(
+        None, help="torch CPU threads (None: serve leaves one core to the HTTP server, generate uses torch's default)")
+    grammar_fast_forward: bool = option(
+        True, help="append tokens a request's grammar forces without sampling and compute them in one step, "
+                   "as a prompt chunk is (--no-grammar-fast-forward samples every token)")
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -105,6 +116,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    import torch
+
     table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
              "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
     if name != "auto":

@@ -38,8 +38,11 @@ def build_config(model: str | None = None, **options: object) -> EngineConfig:
 
 
 class LLM:
-    def __init__(self, model: str | None = None, **options: object) -> None:
-        self.engine = LLMEngine(build_config(model, **options))
+    def __init__(self, model: str | None = None, *, config: EngineConfig | None = None, **options: object) -> None:
+        """LLM(model, dtype=..., max_num_seqs=...) or LLM(config=EngineConfig(...)), not both."""
+        if config is not None and (model is not None or options):
+            raise TypeError("pass either config= or model and options, not both")
+        self.engine = LLMEngine(config or build_config(model, **options))
         self.tokenizer = self.engine.tokenizer
 
     def generate(self, prompts: str | Sequence[str] | Sequence[Sequence[int]],

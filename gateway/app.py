@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from sluicegate import __version__
+from sluicegate.engine.config import EngineConfig
 from sluicegate.gateway import errors
 from sluicegate.gateway.metrics import Metrics
 from sluicegate.gateway.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -41,30 +43,9 @@ def serving_threads() -> int:
     return max(1, cores - 1)
 
 
-def engine_config(settings: ServeSettings) -> Any:
-    """The EngineConfig the serve flags describe."""
-    from sluicegate.engine.config import (
-        CacheConfig,
-        EngineConfig,
-        GrammarConfig,
-        ModelConfig,
-        SchedulerConfig,
-    )
-
-    return EngineConfig(
-        model=ModelConfig(model=settings.model, dtype=settings.dtype, max_model_len=settings.max_model_len,
-                          device=settings.device),
-        cache=CacheConfig(kv_cache_memory_gb=settings.kv_cache_memory_gb,
-                          max_pinned_fraction=settings.max_pinned_fraction),
-        scheduler=SchedulerConfig(max_num_seqs=settings.max_num_seqs, max_waiting=settings.max_queued_requests,
-                                  max_num_batched_tokens=settings.max_num_batched_tokens),
-        grammar=GrammarConfig(backend=settings.grammar_backend,
-                              compile_timeout_s=settings.grammar_compile_timeout_s),
-        attention_backend=settings.attention_backend,
-        cuda_graphs=settings.cuda_graphs,
-        num_threads=settings.num_threads or serving_threads(),
-        grammar_fast_forward=settings.grammar_fast_forward,
-    )
+def engine_config(settings: ServeSettings) -> EngineConfig:
+    """The EngineConfig the serve flags describe; unset --num-threads becomes serving_threads()."""
+    return replace(settings.engine, num_threads=settings.engine.num_threads or serving_threads())
 
 
 def build_engine(settings: ServeSettings, progress: Callable[[str], None]) -> Any:
@@ -73,7 +54,7 @@ def build_engine(settings: ServeSettings, progress: Callable[[str], None]) -> An
     from sluicegate.gateway.memory import apply_memory_defaults
 
     apply_memory_defaults()  # before the first forward pass: bounds torch's per-shape matmul caches
-    progress(f"loading model {settings.model or '(embedded default: SmolLM2-135M-Instruct)'}")
+    progress(f"loading model {settings.engine.model.model or '(embedded default: SmolLM2-135M-Instruct)'}")
     t0 = time.perf_counter()
     engine = AsyncEngine(engine_config(settings))
     inner = engine.engine

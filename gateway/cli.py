@@ -3,89 +3,61 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from sluicegate import __version__
+from sluicegate.engine.config import EngineConfig
+from sluicegate.gateway.flags import add_flags, from_args
 from sluicegate.gateway.settings import ServeSettings
 
-_DEFAULTS = ServeSettings()
-
-
-def _add_engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="Hugging Face Hub id (owner/name), HF safetensors folder or GGUF file "
-                        "(default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--dtype", default=_DEFAULTS.dtype, choices=["auto", "bfloat16", "float16", "float32"])
-    p.add_argument("--device", default=_DEFAULTS.device, help="auto | cpu | cuda | ...")
-    p.add_argument("--max-model-len", type=int, default=None, help="cap on prompt + output tokens")
-    p.add_argument("--kv-cache-memory-gb", type=float, default=_DEFAULTS.kv_cache_memory_gb,
-                   help="memory for the paged KV cache")
-    p.add_argument("--max-num-seqs", type=int, default=_DEFAULTS.max_num_seqs, help="max running sequences")
-    p.add_argument("--max-num-batched-tokens", type=int, default=_DEFAULTS.max_num_batched_tokens,
-                   help="token budget of one engine step")
-    p.add_argument("--grammar-backend", default=_DEFAULTS.grammar_backend, choices=["llguidance", "outlines"])
-    p.add_argument("--grammar-compile-timeout", type=float, default=_DEFAULTS.grammar_compile_timeout_s,
-                   help="seconds a grammar may take to compile before the request fails with 400")
-    p.add_argument("--attention-backend", default=_DEFAULTS.attention_backend, choices=["auto", "torch", "triton"])
-    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                   help="run decode steps eagerly on CUDA (default: replay captured CUDA graphs)")
-    p.add_argument("--num-threads", type=int, default=None,
-                   help="torch CPU threads (default: serve leaves one core to the HTTP server, generate uses torch's)")
-    p.add_argument("--no-grammar-fast-forward", dest="grammar_fast_forward", action="store_false",
-                   help="sample every token, also those a request's grammar forces (default: append forced "
-                        "tokens without sampling and compute them in one step)")
-    p.add_argument("--max-pinned-cache-fraction", type=float, default=_DEFAULTS.max_pinned_fraction,
-                   help="share of the KV cache that prefixes pinned with prompt_cache_retention='24h' may keep")
+_HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sluicegate", description="Inference gateway for AI agents.")
+    parser = argparse.ArgumentParser(prog="sluicegate", description="Inference gateway for AI agents.",
+                                     formatter_class=_HELP_FORMAT)
+    parser.add_argument("--version", action="version", version=f"sluicegate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
-    _add_engine_flags(serve)
-    serve.add_argument("--host", default=_DEFAULTS.host)
-    serve.add_argument("--port", type=int, default=_DEFAULTS.port)
-    serve.add_argument("--max-queued-requests", type=int, default=_DEFAULTS.max_queued_requests,
-                       help="queued requests beyond which new ones get 429 + Retry-After")
-    serve.add_argument("--api-key", default=os.environ.get("SLUICEGATE_API_KEY"),
-                       help="require `Authorization: Bearer KEY` on /v1 (default: $SLUICEGATE_API_KEY)")
-    serve.add_argument("--cors-origins", default="", help="comma-separated allowed CORS origins ('*' for any)")
-    serve.add_argument("--served-model-name", default=None, help="model id clients use (default: the model's name)")
-    serve.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC on this port")
-    serve.add_argument("--mcp-config", default=None, help="mcpServers JSON: host these MCP servers' tools")
-    serve.add_argument("--max-body-bytes", type=int, default=_DEFAULTS.max_body_bytes)
-    serve.add_argument("--graceful-shutdown", type=float, default=_DEFAULTS.graceful_shutdown_s,
-                       help="seconds to let in-flight requests finish after SIGTERM")
-    serve.add_argument("--log-level", default=_DEFAULTS.log_level, choices=["debug", "info", "warning", "error"])
+    serve = sub.add_parser("serve", help="serve the OpenAI-compatible HTTP API", formatter_class=_HELP_FORMAT,
+                           description="Serve the OpenAI-compatible HTTP API (and gRPC, MCP where asked).")
+    serve.add_argument("model_arg", nargs="?", metavar="MODEL", default=None,
+                       help="the model to serve, as --model (Hub id, safetensors folder or GGUF file)")
+    add_flags(serve, ServeSettings)
 
-    gen = sub.add_parser("generate", help="generate offline, without a server")
-    gen.add_argument("prompt")
-    _add_engine_flags(gen)
-    gen.add_argument("--max-tokens", type=int, default=256)
-    gen.add_argument("--temperature", type=float, default=0.0)
-    gen.add_argument("--seed", type=int, default=None)
+    gen = sub.add_parser("generate", help="generate offline, without a server", formatter_class=_HELP_FORMAT,
+                         description="Generate one completion offline, without a server.")
+    gen.add_argument("prompt", help="the user message (or, with --raw, the text to complete)")
+    add_flags(gen, EngineConfig)
+    gen.add_argument("--max-tokens", type=int, default=256, help="tokens to generate at most")
+    gen.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
     gen.add_argument("--raw", action="store_true", help="no chat template: complete the prompt as text")
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; `serve MODEL` and `serve --model MODEL` are the same."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.model_arg is not None:
+        flagged = vars(args)["engine.model.model"]
+        if flagged is not None and flagged != args.model_arg:
+            parser.error(f"two models given: {args.model_arg!r} and --model {flagged!r}")
+        setattr(args, "engine.model.model", args.model_arg)
+    return args
+
+
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
-    return ServeSettings(
-        model=args.model, host=args.host, port=args.port, dtype=args.dtype, device=args.device,
-        max_model_len=args.max_model_len, kv_cache_memory_gb=args.kv_cache_memory_gb,
-        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-        max_queued_requests=args.max_queued_requests, api_key=args.api_key or None, cors_origins=origins,
-        grammar_backend=args.grammar_backend, grammar_compile_timeout_s=args.grammar_compile_timeout,
-        served_model_name=args.served_model_name, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes,
-        mcp_config=args.mcp_config,
-        graceful_shutdown_s=args.graceful_shutdown, log_level=args.log_level, num_threads=args.num_threads,
-        attention_backend=args.attention_backend, cuda_graphs=args.cuda_graphs,
-        grammar_fast_forward=args.grammar_fast_forward, max_pinned_fraction=args.max_pinned_cache_fraction)
+    return from_args(ServeSettings, args)
+
+
+def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
+    """The EngineConfig of `generate`'s flags."""
+    return from_args(EngineConfig, args)
 
 
 def serve(settings: ServeSettings) -> int:
@@ -122,25 +94,21 @@ def generate(args: argparse.Namespace) -> int:
     from sluicegate.engine.llm import LLM
     from sluicegate.engine.params import SamplingParams
 
-    llm = LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len,
-              kv_cache_memory_gb=args.kv_cache_memory_gb, grammar_backend=args.grammar_backend,
-              attention_backend=args.attention_backend, num_threads=args.num_threads,
-              cuda_graphs=args.cuda_graphs, grammar_fast_forward=args.grammar_fast_forward,
-              max_pinned_fraction=args.max_pinned_cache_fraction)
+    llm = LLM(config=engine_config_from_args(args))
     prompt: Any = args.prompt
     template = llm.engine.chat_template
     if not args.raw and template:
         text = llm.tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}], chat_template=template,
                                                  tokenize=False, add_generation_prompt=True)
         prompt = list(llm.tokenizer(str(text), add_special_tokens=False)["input_ids"])
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
     [out] = llm.generate([prompt], params)
     print(out.text)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.command == "serve":
         return serve(settings_from_args(args))
     return generate(args)

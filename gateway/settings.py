@@ -1,45 +1,39 @@
-"""ServeSettings: every `sluicegate serve` flag in one frozen value (the CLI builds it, the app reads it)."""
+"""ServeSettings: what `sluicegate serve` is configured with, in one frozen value.
+
+Each field declared with option() is also a `sluicegate serve` flag (gateway/flags.py); the
+engine's settings are the nested EngineConfig, whose flags are declared in engine/config.py.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sluicegate.engine.config import EngineConfig
+from sluicegate.engine.option import option
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """'a, b,' -> ('a', 'b')"""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """What the HTTP gateway and its engine are configured with.
+    """What the HTTP gateway and its engine are configured with."""
 
-    model: None serves the embedded default model; else an HF safetensors folder or a .gguf file.
-    served_model_name: the id /v1/models lists and requests must name (default: the engine's name).
-    api_key: when set, /v1/* requires `Authorization: Bearer <api_key>` (compared in constant time).
-    max_body_bytes: requests with a larger body get 413 before they are parsed.
-    grpc_port: when set, the gRPC server (gateway/grpc_server.py) is started beside HTTP.
-    """
-
-    model: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    dtype: str = "auto"
-    device: str = "auto"
-    max_model_len: int | None = None
-    kv_cache_memory_gb: float = 2.0
-    max_num_seqs: int = 64
-    max_num_batched_tokens: int = 1024
-    max_queued_requests: int = 1024
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = field(default_factory=tuple)
-    grammar_backend: str = "llguidance"
-    grammar_compile_timeout_s: float = 10.0
-    served_model_name: str | None = None
-    grpc_port: int | None = None
-    mcp_config: str | None = None  # an `mcpServers` JSON file: MCP servers whose tools the gateway hosts
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_n: int = 16  # cap on `n` (each choice is one engine request)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    host: str = option("127.0.0.1", help="address the HTTP server listens on")
+    port: int = option(8000, help="HTTP port")
+    api_key: str | None = option(None, env="SLUICEGATE_API_KEY",
+                                 help="require `Authorization: Bearer KEY` on /v1 (default: $SLUICEGATE_API_KEY)")
+    cors_origins: tuple[str, ...] = option((), parse=comma_list,
+                                           help="comma-separated allowed CORS origins ('*' for any)")
+    served_model_name: str | None = option(None, help="model id clients use (None: the model's name)")
+    grpc_port: int | None = option(None, help="also serve gRPC on this port")
+    mcp_config: str | None = option(None, help="an `mcpServers` JSON file: host these MCP servers' tools")
+    max_body_bytes: int = option(16 * 1024 * 1024, help="requests with a larger body get 413 before they are parsed")
+    max_n: int = option(16, help="cap on a request's `n` (each choice is one engine request)")
     retry_after_s: int = 1  # Retry-After sent with 429 when the engine's queue is full
-    graceful_shutdown_s: float = 30.0
-    log_level: str = "info"
-    num_threads: int | None = None
-    attention_backend: str = "auto"
-    cuda_graphs: bool = True
-    grammar_fast_forward: bool = True
-    max_pinned_fraction: float = 0.5
+    graceful_shutdown_s: float = option(30.0, flag="--graceful-shutdown",
+                                        help="seconds to let in-flight requests finish after SIGTERM")
+    log_level: str = option("info", choices=["debug", "info", "warning", "error"], help="log level")

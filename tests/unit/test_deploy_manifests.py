@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from sluicegate.gateway.cli import build_parser
+from sluicegate.gateway.cli import parse_args, settings_from_args
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
@@ -21,8 +21,8 @@ def test_deployment_args_probes_and_grace_period() -> None:
     deployment = _docs("sluicegate.yaml")["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    args = build_parser().parse_args(container["args"])
-    assert pod["terminationGracePeriodSeconds"] > args.graceful_shutdown
+    settings = settings_from_args(parse_args(container["args"]))
+    assert pod["terminationGracePeriodSeconds"] > settings.graceful_shutdown_s
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
 
