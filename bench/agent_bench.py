@@ -1,7 +1,7 @@
 """Agent workload: several agents interleaved, each a multi-turn tool-using conversation with the same
 system prompt and 10 tools; every turn appends the last tool call and its result, as agent loops do.
 
-    python bench/agent_bench.py [--agents 8] [--turns 6] [--max-tokens 48] [--results]
+    python bench/agent_bench.py [--agents 8] [--turns 4] [--max-tokens 48] [--results]
 
 Per server: TTFT p50/p99 of first turns and of later turns, and the share of prompt tokens served
 from the prefix cache (usage.prompt_tokens_details.cached_tokens; llama-server reports its own
@@ -26,6 +26,7 @@ from bench.serving_common import (  # noqa: E402
     OUT_DIR,
     Server,
     StreamResult,
+    client_limits,
     default_gguf,
     have_matplotlib,
     markdown_table,
@@ -100,8 +101,7 @@ async def run_agent(http: httpx.AsyncClient, server: Server, agent: int, turns: 
 
 async def run_server(server: Server, agents: int, turns: int, max_tokens: int) -> list[dict[str, Any]]:
     rng = random.Random(0)
-    limits = httpx.Limits(max_connections=agents + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=600, limits=client_limits(agents)) as http:
         per_agent = await asyncio.gather(*(run_agent(http, server, a, turns, max_tokens, random.Random(rng.random()))
                                            for a in range(agents)))
     return [rec for records in per_agent for rec in records]
@@ -148,7 +148,7 @@ def plot(all_records: dict[str, list[dict[str, Any]]], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=8)
-    ap.add_argument("--turns", type=int, default=6)
+    ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--url", default=None, help="benchmark an already running sluicegate instead of starting one")
@@ -177,12 +177,13 @@ def main() -> int:
                                       r["ttft_later_p50"], r["ttft_later_p99"], r["cached_share_later"],
                                       r["cached_share_all"], r["tool_call_rate"], r["mean_prompt_tokens"]]
                                      for r in rows])
-    text = table + ("\n\n" + "\n".join(f"- {n}" for n in absent) if absent else "")
+    notes = absent + [f"servers: {s.name} {' '.join(s.command)}" for s in servers if s.command]
+    text = table + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
     print(text)
     if have_matplotlib():
         plot(all_records, OUT_DIR / "agent.png")
         print(f"[bench] plot: {OUT_DIR / 'agent.png'}")
-    save("agent", {"rows": rows, "records": all_records, "notes": absent}, text, args.results)
+    save("agent", {"rows": rows, "records": all_records, "notes": notes}, text, args.results)
     return 0
 
 

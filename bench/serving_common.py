@@ -46,6 +46,7 @@ class Server:
     url: str
     proc: subprocess.Popen[bytes] | None
     model: str = ""
+    command: list[str] = field(default_factory=list)  # how it was started, for the results' notes
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -79,7 +80,7 @@ def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path) ->
     except Exception:
         proc.kill()
         raise
-    server = Server(name, url, proc)
+    server = Server(name, url, proc, command=[Path(cmd[0]).name, *cmd[1:]])
     server.model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
     return server
 
@@ -122,6 +123,13 @@ def start_peers(gguf: Path, slots: int, threads: int) -> tuple[list[Server], lis
     else:
         absent.append("llama-cpp-python: not present (pip install 'llama-cpp-python[server]')")
     return servers, absent
+
+
+def client_limits(concurrency: int) -> httpx.Limits:
+    """A fresh connection per request: llama-server may close a kept-alive connection right after a
+    stream ends, and a request sent on it then fails with "Server disconnected". A loopback connect
+    costs well under a millisecond, the same for every server."""
+    return httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=0)
 
 
 @dataclass

@@ -2,13 +2,14 @@
 # Build llama.cpp's llama-server, the peer the serving benches compare against, from the llama.cpp
 # vendored in llama-cpp-python's sdist on PyPI. Installs one static binary to
 #   ${SLUICEGATE_CACHE_DIR:-~/.cache/sluicegate}/peers/bin/llama-server
-# and does nothing when it is there already. ~5 min on 2 cores.
+# and does nothing when one that starts is there already (one whose shared libraries are gone is
+# rebuilt). ~5 min on 2 cores; run it under `nice flock -s /tmp/sluicegate-quiet.lock` on a shared box.
 #   bash bench/peers/build_llama_server.sh [llama-cpp-python version]
 set -euo pipefail
 version=${1:-0.3.36}
 cache=${SLUICEGATE_CACHE_DIR:-$HOME/.cache/sluicegate}/peers
 binary=$cache/bin/llama-server
-if [ -x "$binary" ]; then echo "$binary"; exit 0; fi
+if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1; then echo "$binary"; exit 0; fi
 python=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
