@@ -8,6 +8,7 @@ A field declared with option() is also a command-line flag of `sluicegate serve`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sluicegate.engine.option import option
@@ -34,6 +35,8 @@ class ModelConfig:
                                        help="cap on prompt + output tokens (None: the model's own limit)")
     device: str = option("auto", help="auto | cpu | cuda | cuda:N | xpu | mps")
     seed: int = option(0, help="seed of the sampler for requests that bring no seed of their own")
+    chat_template: str | None = option(
+        None, help="chat template to use instead of the model's: a Jinja file or the template text itself")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,11 @@ class CacheConfig:
     """Paged KV cache. The pool size comes from kv_cache_memory_gb unless num_blocks forces it."""
 
     block_size: int = option(16, help="tokens per KV cache block (the unit of prefix sharing)")
-    kv_cache_memory_gb: float = option(2.0, help="memory for the paged KV cache, in GB")
+    kv_cache_memory_gb: float = option(2.0, help="memory for the paged KV cache, in GB (CPU, and GPUs "
+                                                 "when --gpu-memory-utilization is not given)")
+    gpu_memory_utilization: float | None = option(
+        None, help="on a GPU, the fraction of its free memory (after the weights are loaded) that the KV "
+                   "cache takes, e.g. 0.8; the rest stays for activations and CUDA graphs")
     num_blocks: int | None = None
     enable_prefix_caching: bool = option(True, help="reuse the KV cache of prompt prefixes seen before")
     max_pinned_fraction: float = option(
@@ -89,6 +96,33 @@ class EngineConfig:
     grammar_fast_forward: bool = option(
         True, help="append tokens a request's grammar forces without sampling and compute them in one step, "
                    "as a prompt chunk is (--no-grammar-fast-forward samples every token)")
+
+
+def resolve_chat_template(value: str | None) -> str | None:
+    """--chat-template's value: the text of the file it names, or the template text itself."""
+    if value is None:
+        return None
+    if "{" in value:  # Jinja: {{ ... }} or {% ... %}; no template file name has these
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"chat template {value!r} is neither a file nor Jinja template text")
+    return path.read_text(encoding="utf-8")
+
+
+def kv_cache_bytes(cache: CacheConfig, device: torch.device) -> int:
+    """Bytes for the KV pool: a share of the GPU's free memory where gpu_memory_utilization is
+    set and the device is a GPU, else kv_cache_memory_gb."""
+    fraction = cache.gpu_memory_utilization
+    if fraction is not None:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {fraction}")
+        if device.type == "cuda":
+            import torch
+
+            free, _total = torch.cuda.mem_get_info(device)
+            return int(free * fraction)
+    return int(cache.kv_cache_memory_gb * 2**30)
 
 
 def resolve_device(name: str) -> torch.device:

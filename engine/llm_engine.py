@@ -11,7 +11,13 @@ from dataclasses import dataclass
 import torch
 
 from sluicegate.engine.attention.base import select_backend
-from sluicegate.engine.config import EngineConfig, resolve_device, resolve_dtype
+from sluicegate.engine.config import (
+    EngineConfig,
+    kv_cache_bytes,
+    resolve_chat_template,
+    resolve_device,
+    resolve_dtype,
+)
 from sluicegate.engine.detokenizer import IncrementalDetokenizer
 from sluicegate.engine.host_to_device import to_device
 from sluicegate.engine.kv_cache.manager import KVCacheManager
@@ -59,18 +65,19 @@ class LLMEngine:
         self.dtype = resolve_dtype(config.model.dtype, self.device)
         if config.num_threads and self.device.type == "cpu":
             torch.set_num_threads(config.num_threads)
+        chat_template = resolve_chat_template(config.model.chat_template)  # a bad path fails before loading
         loaded = loaded or load_model(config.model.model, self.dtype, self.device)
         self.loaded = loaded
         self.arch = loaded.arch
         self.tokenizer = loaded.tokenizer
-        self.chat_template = loaded.chat_template
+        self.chat_template = chat_template or loaded.chat_template
         self.model_name = loaded.name
         self.vocab_size = loaded.arch.vocab_size
         self.eos_token_ids = tuple(loaded.arch.eos_token_ids)
         self.backend = select_backend(config.attention_backend, self.device)
         block_size = config.cache.block_size
         num_blocks = config.cache.num_blocks or max(
-            2, int(config.cache.kv_cache_memory_gb * 2**30 // kv_bytes_per_block(self.arch, block_size, self.dtype)))
+            2, kv_cache_bytes(config.cache, self.device) // kv_bytes_per_block(self.arch, block_size, self.dtype))
         capacity = (num_blocks - 1) * block_size
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
         model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len)

@@ -90,7 +90,8 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
     if owns_engine:
         tools = "rendered by its template" if renderer.renders_tools else "hermes prompt injected"
         progress(f"engine started; tool calls: {tools}")
-        progress(f"ready: serving {state.model_name} at http://{state.settings.host}:{state.settings.port}/v1")
+        scheme = "https" if state.settings.ssl_certfile else "http"
+        progress(f"ready: serving {state.model_name} at {scheme}://{state.settings.host}:{state.settings.port}/v1")
 
 
 async def _start_grpc(state: AppState, progress: Callable[[str], None]) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; `serve MODEL` and `serve --model MODEL` are the same."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve" and (vars(args)["ssl_keyfile"] is None) != (vars(args)["ssl_certfile"] is None):
+        parser.error("HTTPS needs both --ssl-keyfile and --ssl-certfile")
     if args.command == "serve" and args.model_arg is not None:
         flagged = vars(args)["engine.model.model"]
         if flagged is not None and flagged != args.model_arg:
@@ -60,8 +63,20 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     return from_args(EngineConfig, args)
 
 
+def configure_logging(level: str) -> None:
+    """sluicegate's loggers write to stderr at `level` (uvicorn configures its own)."""
+    logger = logging.getLogger("sluicegate")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
 def serve(settings: ServeSettings) -> int:
     import uvicorn
+
+    configure_logging(settings.log_level)
 
     from sluicegate.gateway.app import create_app
 
@@ -83,8 +98,9 @@ def serve(settings: ServeSettings) -> int:
                 return True
             return await super().on_tick(counter)
 
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=settings.log_level == "debug",
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.uvicorn_log_level,
+                            access_log=settings.uvicorn_log_level in ("debug", "trace"),
+                            ssl_keyfile=settings.ssl_keyfile, ssl_certfile=settings.ssl_certfile,
                             timeout_graceful_shutdown=int(settings.graceful_shutdown_s), lifespan="on")
     Server(config).run()
     return 1 if state.load_error is not None else 0

@@ -36,4 +36,9 @@ class ServeSettings:
     retry_after_s: int = 1  # Retry-After sent with 429 when the engine's queue is full
     graceful_shutdown_s: float = option(30.0, flag="--graceful-shutdown",
                                         help="seconds to let in-flight requests finish after SIGTERM")
-    log_level: str = option("info", choices=["debug", "info", "warning", "error"], help="log level")
+    log_level: str = option("info", choices=["debug", "info", "warning", "error"],
+                            help="level of sluicegate's own log messages (stderr)")
+    uvicorn_log_level: str = option("info", choices=["trace", "debug", "info", "warning", "error", "critical"],
+                                    help="level of the HTTP server's (uvicorn's) log; debug and trace add the access log")
+    ssl_keyfile: str | None = option(None, help="serve HTTPS: the TLS private key file (with --ssl-certfile)")
+    ssl_certfile: str | None = option(None, help="serve HTTPS: the TLS certificate chain file (with --ssl-keyfile)")

@@ -7,9 +7,10 @@ import argparse
 from typing import Any
 
 import pytest
+import torch
 
 from sluicegate import __version__
-from sluicegate.engine.config import EngineConfig
+from sluicegate.engine.config import CacheConfig, EngineConfig, kv_cache_bytes, resolve_chat_template
 from sluicegate.gateway.app import engine_config
 from sluicegate.gateway.cli import build_parser, engine_config_from_args, parse_args, settings_from_args
 from sluicegate.gateway.flags import Flag, unflagged, walk
@@ -18,6 +19,8 @@ from sluicegate.gateway.settings import ServeSettings
 # Internal settings with no flag; a new field lands here only on purpose.
 UNFLAGGED = {"engine.cache.num_blocks", "engine.grammar.num_compile_workers", "engine.grammar.cache_max_entries",
              "retry_after_s"}
+# Flags that are only valid together with another one.
+COMPANIONS = {"--ssl-keyfile": ["--ssl-certfile", "c.pem"], "--ssl-certfile": ["--ssl-keyfile", "k.pem"]}
 
 
 def _other_value(flag: Flag) -> tuple[list[str], Any]:
@@ -52,7 +55,7 @@ SERVE_FLAGS = list(walk(ServeSettings))
 @pytest.mark.parametrize("flag", SERVE_FLAGS, ids=lambda f: f.option_strings[0])
 def test_every_serve_flag_reaches_the_settings_and_the_engine_config(flag: Flag) -> None:
     words, value = _other_value(flag)
-    settings = settings_from_args(parse_args(["serve", *words]))
+    settings = settings_from_args(parse_args(["serve", *words, *COMPANIONS.get(words[0], [])]))
     assert _at(settings, flag.path) == value
     if flag.path[0] == "engine":
         assert _at(engine_config(settings), flag.path[1:]) == value
@@ -128,3 +131,30 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_serve_threads_default_leaves_a_core_but_honours_the_flag() -> None:
     assert engine_config(settings_from_args(parse_args(["serve"]))).num_threads is not None
     assert engine_config(settings_from_args(parse_args(["serve", "--num-threads", "3"]))).num_threads == 3
+
+
+def test_https_needs_both_key_and_certificate() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["serve", "--ssl-keyfile", "key.pem"])
+    settings = settings_from_args(parse_args(["serve", "--ssl-keyfile", "k.pem", "--ssl-certfile", "c.pem"]))
+    assert (settings.ssl_keyfile, settings.ssl_certfile) == ("k.pem", "c.pem")
+
+
+def test_chat_template_from_a_file_or_inline(tmp_path: Any) -> None:
+    template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    assert resolve_chat_template(str(path)) == template
+    assert resolve_chat_template(template) == template
+    assert resolve_chat_template(None) is None
+    with pytest.raises(ValueError, match="neither a file nor Jinja"):
+        resolve_chat_template(str(tmp_path / "missing.jinja"))
+
+
+def test_kv_cache_size_from_gb_on_cpu_and_the_fraction_is_checked() -> None:
+    cpu = torch.device("cpu")
+    assert kv_cache_bytes(CacheConfig(kv_cache_memory_gb=0.5), cpu) == 2**29
+    # The GPU share applies to GPUs only; on CPU the GB figure stays the size.
+    assert kv_cache_bytes(CacheConfig(kv_cache_memory_gb=0.5, gpu_memory_utilization=0.8), cpu) == 2**29
+    with pytest.raises(ValueError, match="gpu_memory_utilization"):
+        kv_cache_bytes(CacheConfig(gpu_memory_utilization=1.5), cpu)
