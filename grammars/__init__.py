@@ -40,6 +40,9 @@ def get_backend(name: str, tokenizer: Any, vocab_size: int | None = None) -> Gra
 
         return LLGuidanceBackend(tokenizer, vocab_size)
     if name == "outlines":
+        from sluicegate.extras import require
+
+        require("outlines_core", "outlines", "--grammar-backend outlines")
         from sluicegate.grammars.outlines_backend import OutlinesBackend
 
         return OutlinesBackend(tokenizer, vocab_size)

@@ -18,6 +18,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
+try:
+    import langchain_core  # noqa: F401  (the extra's marker: fail with the pip command below)
+except ImportError as exc:
+    from sluicegate.extras import missing_extra_message
+
+    raise ImportError(missing_extra_message("langchain", "sluicegate.integrations.langchain")) from exc
+
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import (

@@ -19,6 +19,13 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+try:
+    import llama_index.core  # noqa: F401  (the extra's marker: fail with the pip command below)
+except ImportError as exc:
+    from sluicegate.extras import missing_extra_message
+
+    raise ImportError(missing_extra_message("llama-index", "sluicegate.integrations.llama_index")) from exc
+
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
     astream_chat_to_completion_decorator,
