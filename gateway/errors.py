@@ -123,8 +123,8 @@ def validation_error(exc: RequestValidationError) -> APIError:
     first = errors[0]
     param = _loc_to_param(tuple(first.get("loc", ())))
     if first.get("type") == "extra_forbidden":
-        return bad_request(f"Unrecognized request argument supplied: {param}", param=param,
-                           code="unrecognized_argument")
+        return bad_request(f"Unrecognized request argument supplied: {param}. The accepted fields are listed in "
+                           f"sluicegate's docs/api.md.", param=param, code="unrecognized_argument")
     if first.get("type") == "json_invalid":
         return bad_request("We could not parse the JSON body of your request. It must be valid JSON.")
     if first.get("type") == "missing":

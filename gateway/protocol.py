@@ -146,6 +146,17 @@ class StreamOptions(BaseModel):
 
 # --- requests ----------------------------------------------------------------------------------
 
+class StructuredOutputs(BaseModel):
+    """vLLM's `structured_outputs` request field: one constraint on the output."""
+
+    model_config = _STRICT
+    json_: dict[str, Any] | str | None = Field(default=None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+
+
 class SamplingFields(BaseModel):
     """Sampling options shared by chat and completions (OpenAI's, plus vLLM-style extras)."""
 
@@ -173,6 +184,12 @@ class SamplingFields(BaseModel):
     min_tokens: int | None = Field(default=None, ge=0)
     ignore_eos: bool | None = None
     stop_token_ids: list[int] | None = None
+    # vLLM's structured-output extensions: at most one of these (see gateway/sampling.py)
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None  # a Lark grammar (llguidance backend)
+    structured_outputs: StructuredOutputs | None = None
 
     @field_validator("stop")
     @classmethod
@@ -215,6 +232,7 @@ class ChatCompletionRequest(SamplingFields):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     mcp_tools: list[McpToolRef] | None = None  # the `tools` entries of type "mcp", split out below
+    chat_template_kwargs: dict[str, Any] | None = None  # extra variables for the chat template (vLLM's)
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 from sluicegate.gateway import errors
 from sluicegate.gateway.protocol import (
@@ -11,7 +12,7 @@ from sluicegate.gateway.protocol import (
     NamedToolChoice,
     SamplingFields,
 )
-from sluicegate.grammars.specs import GrammarSpec, JsonObject, JsonSchema, ToolSpec
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Lark, Regex, ToolSpec
 from sluicegate.grammars.tool_formats import DEFAULT_FORMAT
 from sluicegate.grammars.tool_grammar import tool_calls_spec
 
@@ -31,10 +32,58 @@ def uses_tool_grammar(req: ChatCompletionRequest) -> bool:
     return bool(req.tools) and tool_choice_value(req) != "none"
 
 
+def _json_spec(schema: dict[str, Any] | str, param: str) -> JsonSchema:
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise errors.bad_request(f"{param} is not valid JSON: {exc}", param=param) from exc
+    if not isinstance(schema, dict | bool):
+        raise errors.bad_request(f"{param} must be a JSON schema object", param=param)
+    return JsonSchema.of(schema)
+
+
+def structured_grammar(req: SamplingFields) -> GrammarSpec | None:
+    """vLLM's guided_json / guided_regex / guided_choice / guided_grammar / structured_outputs as
+    one grammar spec; more than one constraint is a 400."""
+    found: list[tuple[str, GrammarSpec]] = []
+    if req.guided_json is not None:
+        found.append(("guided_json", _json_spec(req.guided_json, "guided_json")))
+    if req.guided_regex is not None:
+        found.append(("guided_regex", Regex(req.guided_regex)))
+    if req.guided_choice is not None:
+        found.append(("guided_choice", Choice(tuple(req.guided_choice))))
+    if req.guided_grammar is not None:
+        found.append(("guided_grammar", Lark(req.guided_grammar)))
+    so = req.structured_outputs
+    if so is not None:
+        if so.json_ is not None:
+            found.append(("structured_outputs.json", _json_spec(so.json_, "structured_outputs.json")))
+        if so.regex is not None:
+            found.append(("structured_outputs.regex", Regex(so.regex)))
+        if so.choice is not None:
+            found.append(("structured_outputs.choice", Choice(tuple(so.choice))))
+        if so.grammar is not None:
+            found.append(("structured_outputs.grammar", Lark(so.grammar)))
+        if so.json_object:
+            found.append(("structured_outputs.json_object", JsonObject()))
+    if len(found) > 1:
+        names = ", ".join(name for name, _ in found)
+        raise errors.bad_request(f"Only one output constraint may be given; got {names}.", param=found[1][0])
+    return found[0][1] if found else None
+
+
 def chat_grammar(req: ChatCompletionRequest, tool_format: str = DEFAULT_FORMAT) -> GrammarSpec | None:
-    """Tools (unless tool_choice is "none") in the model's tool-call format, or response_format, as one grammar spec."""
+    """Tools (unless tool_choice is "none") in the model's tool-call format, response_format, or one
+    of vLLM's structured-output fields, as one grammar spec."""
     fmt = req.response_format
     wants_json = fmt is not None and fmt.type != "text"
+    structured = structured_grammar(req)
+    if structured is not None:
+        if wants_json or uses_tool_grammar(req):
+            raise errors.bad_request("guided_* / structured_outputs cannot be combined with response_format or "
+                                     "tools; give one constraint.", param="response_format" if wants_json else "tools")
+        return structured
     if uses_tool_grammar(req):
         assert req.tools is not None
         choice = tool_choice_value(req)
@@ -84,8 +133,8 @@ def chat_params(req: ChatCompletionRequest, grammar: GrammarSpec | None, choice_
                           **_common(req, choice_index))  # type: ignore[arg-type]
 
 
-def completion_params(req: CompletionRequest, choice_index: int) -> SamplingParams:
+def completion_params(req: CompletionRequest, choice_index: int, grammar: GrammarSpec | None = None) -> SamplingParams:
     from sluicegate.engine.params import SamplingParams
 
-    return SamplingParams(max_tokens=req.max_tokens, logprobs=req.logprobs,
+    return SamplingParams(max_tokens=req.max_tokens, logprobs=req.logprobs, grammar=grammar,
                           **_common(req, choice_index))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import torch
 
 from sluicegate.grammars.backend import GrammarError
 from sluicegate.grammars.schema_check import validate_schema
-from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Lark, Regex, ToolCalls
 from sluicegate.grammars.tool_grammar import tool_call_lark
 from sluicegate.grammars.vocab import eos_token_ids, llguidance_tokenizer, vocab_size_of
 
@@ -108,6 +108,8 @@ def grammar_text(spec: GrammarSpec) -> str:
             raise GrammarError("a choice needs at least one option")
         alternatives = " | ".join(json.dumps(option, ensure_ascii=False) for option in spec.options)
         return llguidance.LLMatcher.grammar_from_lark(f"start: {alternatives}\n")
+    if isinstance(spec, Lark):
+        return llguidance.LLMatcher.grammar_from_lark(spec.grammar)
     if isinstance(spec, ToolCalls):
         return llguidance.LLMatcher.grammar_from_lark(tool_call_lark(spec))
     raise GrammarError(f"unsupported grammar spec {type(spec).__name__}")

@@ -17,7 +17,7 @@ from outlines_core.json_schema import build_regex_from_schema
 
 from sluicegate.grammars.backend import GrammarError
 from sluicegate.grammars.schema_check import outlines_unsupported, validate_schema
-from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Regex, ToolCalls
+from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Lark, Regex, ToolCalls
 from sluicegate.grammars.vocab import eos_token_ids, outlines_vocabulary
 
 MAX_ROLLBACK = 64  # tokens a matcher can undo (outlines keeps a bounded state history)
@@ -48,6 +48,8 @@ def spec_regex(spec: GrammarSpec) -> str:
         return "(" + "|".join(regex_escape(option) for option in spec.options) + ")"
     if isinstance(spec, ToolCalls):
         raise GrammarError("the outlines backend does not support tool calls; use the llguidance backend")
+    if isinstance(spec, Lark):
+        raise GrammarError("the outlines backend does not support grammars (guided_grammar); use the llguidance backend")
     raise GrammarError(f"unsupported grammar spec {type(spec).__name__}")
 
 

@@ -38,6 +38,13 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Lark:
+    """A context-free grammar in llguidance's Lark syntax (vLLM's guided_grammar)."""
+
+    grammar: str
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     parameters_json: str  # JSON schema of the arguments, serialized in its own key order
@@ -63,4 +70,4 @@ class ToolCalls:
     format: str = "hermes"
 
 
-GrammarSpec = JsonSchema | JsonObject | Regex | Choice | ToolCalls
+GrammarSpec = JsonSchema | JsonObject | Regex | Choice | Lark | ToolCalls

@@ -69,9 +69,11 @@ class ChatRenderer:
         # tool_format: an explicit choice (--tool-call-format) wins over what the template shows
         self.tool_format: ToolFormat = get_format(tool_format) if tool_format else format_for_template(chat_template)
 
-    def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               template_kwargs: dict[str, Any] | None = None) -> str:
         out = self.tokenizer.apply_chat_template(
-            messages, tools=tools, chat_template=self.template, tokenize=False, add_generation_prompt=True)
+            messages, tools=tools, chat_template=self.template, tokenize=False, add_generation_prompt=True,
+            **(template_kwargs or {}))
         return str(out)
 
     def _detect_tool_support(self) -> bool:
@@ -82,12 +84,14 @@ class ChatRenderer:
             return False
         return "sluicegate_probe_tool_3f9c" in with_tools
 
-    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None) -> str:
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
+               template_kwargs: dict[str, Any] | None = None) -> str:
+        """The prompt text; template_kwargs are extra template variables (a request's chat_template_kwargs)."""
         tool_dicts = [tool_dict(t) for t in tools] if tools else None
         if self.renders_tools:
-            text = self._apply(self._native_messages(messages), tool_dicts)
+            text = self._apply(self._native_messages(messages), tool_dicts, template_kwargs)
         else:
-            text = self._apply(self._text_tool_messages(messages, tool_dicts), None)
+            text = self._apply(self._text_tool_messages(messages, tool_dicts), None, template_kwargs)
         check_unicode(text)
         return text
 

@@ -34,12 +34,19 @@ from sluicegate.gateway.state import AppState, Serving, check_api_key, check_mod
 from sluicegate.gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, chat_chunk_payload, sse_event
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
+# apply_chat_template's own arguments: the request sets these through its other fields
+RESERVED_TEMPLATE_ARGS = frozenset({"messages", "conversation", "tools", "chat_template", "tokenize",
+                                    "add_generation_prompt", "documents", "continue_final_message"})
 
 
 def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
     assert state.renderer is not None
+    reserved = RESERVED_TEMPLATE_ARGS & set(body.chat_template_kwargs or {})
+    if reserved:
+        raise errors.bad_request(f"chat_template_kwargs may not set {', '.join(sorted(reserved))}",
+                                 param="chat_template_kwargs")
     try:
-        text = state.renderer.render(body.messages, body.tools)
+        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses (e.g. role order)
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc

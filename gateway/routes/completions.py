@@ -25,7 +25,7 @@ from sluicegate.gateway.generation import (
 from sluicegate.gateway.logprobs import completion_logprobs
 from sluicegate.gateway.protocol import Completion, CompletionChoice, CompletionRequest
 from sluicegate.gateway.routes.submit import submit
-from sluicegate.gateway.sampling import completion_params
+from sluicegate.gateway.sampling import completion_params, structured_grammar
 from sluicegate.gateway.state import AppState, Serving, check_api_key, check_model
 from sluicegate.gateway.streaming import DONE, SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
 
@@ -72,11 +72,12 @@ async def completions(body: CompletionRequest, request: Request,
     prompts = prompts_of(state, body)
     if n * len(prompts) > state.settings.max_n * 8:
         raise errors.bad_request("too many prompts x n in one request", param="prompt")
+    grammar = structured_grammar(body)
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     primed: list[Primed] = []
     try:
         for p_index, (_, ids) in enumerate(prompts):
-            params = [completion_params(body, i) for i in range(n)]
+            params = [completion_params(body, i, grammar) for i in range(n)]
             primed += await submit(request, state, ids, params, f"{cid}-{p_index}")
     except BaseException:
         for p in primed:
