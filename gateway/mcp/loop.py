@@ -132,7 +132,7 @@ def round_tool_choice(body: ChatCompletionRequest, round_index: int, max_rounds:
 def render_prompt(state: AppState, body: ChatCompletionRequest) -> list[int]:
     assert state.renderer is not None
     try:
-        text = state.renderer.render(body.messages, body.tools)
+        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
