@@ -23,7 +23,7 @@ from sluicegate.grammars import (
     token_allowed,
 )
 from sluicegate.grammars.conformance import walk
-from sluicegate.grammars.specs import GrammarSpec
+from sluicegate.grammars.specs import GrammarSpec, Lark
 
 _COMPILED: dict[tuple[str, GrammarSpec], Any] = {}
 
@@ -209,3 +209,14 @@ def test_token_bytes_table_round_trips(tokenizer: Any) -> None:
     specials = special_token_ids(tokenizer)
     assert int(tokenizer.eos_token_id) in specials
     assert all(table[i] is None for i in specials)
+
+
+def test_lark_grammars_compile_on_llguidance_and_are_refused_by_outlines(
+        llguidance_backend: Any, outlines_backend: Any, tokenizer: Any, vocab_size: int) -> None:
+    grammar = Lark('start: "colour: " NAME\nNAME: /[a-z]{3,8}/\n')
+    assert accepts(llguidance_backend, tokenizer, vocab_size, grammar, "colour: blue")
+    assert not accepts(llguidance_backend, tokenizer, vocab_size, grammar, "colour: BLUE")
+    with pytest.raises(GrammarError, match="guided_grammar"):
+        outlines_backend.compile(grammar)
+    with pytest.raises(GrammarError):
+        llguidance_backend.compile(Lark("start: (("))
