@@ -160,7 +160,8 @@ def main() -> int:
         servers.append(Server("sluicegate", args.url, None, httpx.get(f"{args.url}/v1/models").json()["data"][0]["id"]))
     else:
         servers.append(start_sluicegate())
-    peers, absent = start_peers(default_gguf(), slots=args.agents, threads=args.threads)
+    # a conversation grows past 2,048 tokens after ~5 turns
+    peers, absent = start_peers(default_gguf(), slots=args.agents, threads=args.threads, ctx_per_slot=4096)
     servers += peers
     all_records: dict[str, list[dict[str, Any]]] = {}
     try:

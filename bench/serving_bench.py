@@ -118,10 +118,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r["server"] for r in rows):
+    for color, name in enumerate(dict.fromkeys(r["server"] for r in rows)):
         for kind, style in (("cached", "-"), ("new", "--")):
             points = [(r["concurrency"], r["tok_per_s"]) for r in rows if r["server"] == name and r["prompts"] == kind]
-            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=f"{name}, {kind} prompts")
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, color=f"C{color}", marker="o",
+                    label=f"{name}, {kind} prompts")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent streams")
     ax.set_ylabel("output tokens / s")

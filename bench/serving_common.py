@@ -104,13 +104,14 @@ def llama_cpp_python_present() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def start_peers(gguf: Path, slots: int, threads: int) -> tuple[list[Server], list[str]]:
-    """The peers that are installed, started; and a line for each one that is not."""
+def start_peers(gguf: Path, slots: int, threads: int, ctx_per_slot: int = 2048) -> tuple[list[Server], list[str]]:
+    """The peers that are installed, started; and a line for each one that is not. llama-server gets one
+    slot per concurrent client, each with `ctx_per_slot` tokens of context."""
     servers, absent = [], []
     binary = llama_server_binary()
     if binary:
         port = free_port()
-        cmd = [binary, "-m", str(gguf), "-t", str(threads), "-np", str(slots), "-c", str(slots * 2048),
+        cmd = [binary, "-m", str(gguf), "-t", str(threads), "-np", str(slots), "-c", str(slots * ctx_per_slot),
                "--port", str(port), "--jinja", "-cb"]
         servers.append(_launch("llama-server", cmd, "/health", port, OUT_DIR / "llama-server.log"))
     else:
