@@ -161,7 +161,8 @@ def main() -> int:
     else:
         servers.append(start_sluicegate())
     # a conversation grows past 2,048 tokens after ~5 turns
-    peers, absent = start_peers(default_gguf(), slots=args.agents, threads=args.threads, ctx_per_slot=4096)
+    peers, absent = start_peers(default_gguf(), slots=args.agents, threads=args.threads, ctx_per_slot=4096,
+                                 tools=True)
     servers += peers
     all_records: dict[str, list[dict[str, Any]]] = {}
     try:

@@ -98,13 +98,23 @@ def llama_server_binary() -> str | None:
     return os.environ.get("LLAMA_SERVER") or (str(built) if built.exists() else None) or shutil.which("llama-server")
 
 
+def llama_server_template_args() -> list[str]:
+    """SmolLM2's chat template renders no tools, so llama-server would see a prompt without them and
+    answer in text; the ChatML template with tools that build_llama_server.sh keeps gives it the
+    same kind of prompt sluicegate renders (hermes-style tools, <tool_call> output)."""
+    cache = Path(os.environ.get("SLUICEGATE_CACHE_DIR", Path.home() / ".cache" / "sluicegate"))
+    template = cache / "peers" / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
+    return ["--chat-template-file", str(template)] if template.exists() else []
+
+
 def llama_cpp_python_present() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def start_peers(gguf: Path, slots: int, threads: int, ctx_per_slot: int = 2048) -> tuple[list[Server], list[str]]:
+def start_peers(gguf: Path, slots: int, threads: int, ctx_per_slot: int = 2048,
+                tools: bool = False) -> tuple[list[Server], list[str]]:
     """The peers that are installed, started; and a line for each one that is not. llama-server gets one
     slot per concurrent client, each with `ctx_per_slot` tokens of context."""
     servers, absent = [], []
@@ -112,7 +122,7 @@ def start_peers(gguf: Path, slots: int, threads: int, ctx_per_slot: int = 2048) 
     if binary:
         port = free_port()
         cmd = [binary, "-m", str(gguf), "-t", str(threads), "-np", str(slots), "-c", str(slots * ctx_per_slot),
-               "--port", str(port), "--jinja", "-cb"]
+               "--port", str(port), "--jinja", "-cb", *(llama_server_template_args() if tools else [])]
         servers.append(_launch("llama-server", cmd, "/health", port, OUT_DIR / "llama-server.log"))
     else:
         absent.append("llama-server: not present (bash bench/peers/build_llama_server.sh, or set LLAMA_SERVER)")

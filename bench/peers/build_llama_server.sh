@@ -9,13 +9,18 @@ set -euo pipefail
 version=${1:-0.3.36}
 cache=${SLUICEGATE_CACHE_DIR:-$HOME/.cache/sluicegate}/peers
 binary=$cache/bin/llama-server
-if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1; then echo "$binary"; exit 0; fi
+# A ChatML template that renders tools (SmolLM2's own has none); the agent bench passes it to llama-server.
+template=$cache/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1 && [ -f "$template" ]; then echo "$binary"; exit 0; fi
 python=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$python" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
 tar xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
 src=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
+mkdir -p "$cache/templates"
+cp "$src/models/templates/$(basename "$template")" "$template"
+if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1; then echo "$binary"; exit 0; fi
 flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON)
 if grep -q amx_tile /proc/cpuinfo; then
