@@ -271,8 +271,11 @@ class LLMEngine:
             return RequestStatus.FINISHED_STOPPED
         if request.matcher is not None and request.matcher.is_terminated():
             return RequestStatus.FINISHED_STOPPED
-        if request.num_output_tokens >= request.max_tokens or request.num_tokens >= self.max_model_len:
+        tokens_left = min(request.max_tokens - request.num_output_tokens, self.max_model_len - request.num_tokens)
+        if tokens_left <= 0:
             return RequestStatus.FINISHED_LENGTH
+        if request.call_budget is not None and request.call_budget.ends_answer(request.detokenizer.text, tokens_left):
+            return RequestStatus.FINISHED_STOPPED  # after its last complete call (grammars/tool_budget.py)
         return None
 
     def _finish(self, request: Request, status: RequestStatus) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sluicegate.engine.detokenizer import IncrementalDetokenizer
     from sluicegate.engine.kv_cache.block_pool import BlockKey
     from sluicegate.grammars.backend import Grammar, Matcher
+    from sluicegate.grammars.tool_budget import CallBudget
 
 
 class RequestStatus(enum.Enum):
@@ -58,6 +59,7 @@ class Request:
     generator: torch.Generator | None = None
     grammar_future: Future[Grammar] | None = None
     matcher: Matcher | None = None
+    call_budget: CallBudget | None = None  # tool calls: end after a call when another cannot fit
     stop_reason: str | int | None = None
     error: str | None = None
     exception: BaseException | None = None

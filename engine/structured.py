@@ -19,7 +19,8 @@ from sluicegate.engine.config import GrammarConfig
 from sluicegate.engine.request import Request, RequestStatus
 from sluicegate.grammars.backend import Grammar, GrammarError, allocate_bitmask
 from sluicegate.grammars.bitmask import fill_bitmasks
-from sluicegate.grammars.specs import GrammarSpec
+from sluicegate.grammars.specs import GrammarSpec, ToolCalls
+from sluicegate.grammars.tool_budget import CallBudget, call_budget
 
 
 class GrammarStage:
@@ -30,6 +31,7 @@ class GrammarStage:
         self._compiler: Any = None  # built on first use: plain requests never pay for it
         self._compile_times: deque[float] = deque(maxlen=4096)  # seconds, for the metrics scrape
         self._times_lock = threading.Lock()
+        self._budgets: dict[ToolCalls, CallBudget | None] = {}  # per tool spec (a few tokenizer calls each)
 
     @property
     def compiler(self) -> Any:
@@ -73,8 +75,18 @@ class GrammarStage:
         except Exception as exc:  # a backend bug must fail this request, not the engine
             return GrammarError(f"grammar compilation failed: {exc}")
         request.matcher = grammar.matcher() if grammar is not None else None
+        spec = request.params.grammar
+        if isinstance(spec, ToolCalls) and request.matcher is not None:
+            request.call_budget = self.call_budget(spec)
         request.status = RequestStatus.WAITING
         return None
+
+    def call_budget(self, spec: ToolCalls) -> CallBudget | None:
+        if spec not in self._budgets:
+            if len(self._budgets) >= 1024:
+                self._budgets.clear()
+            self._budgets[spec] = call_budget(spec, lambda text: self.tokenizer.encode(text, add_special_tokens=False))
+        return self._budgets[spec]
 
     def close(self) -> None:
         if self._compiler is not None:

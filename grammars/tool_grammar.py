@@ -17,6 +17,7 @@ from typing import Any
 
 from sluicegate.grammars.backend import GrammarError
 from sluicegate.grammars.schema_check import validate_schema
+from sluicegate.grammars.schema_close import close_objects
 from sluicegate.grammars.specs import ToolCalls, ToolChoice, ToolSpec
 from sluicegate.grammars.tool_formats import FORMATS, get_format
 
@@ -70,4 +71,5 @@ def tool_call_lark(spec: ToolCalls) -> str:
         raise GrammarError("tool_choice 'none' constrains nothing: attach no grammar", "tool_choice")
     named = spec.tool_choice not in _MODES
     tools = [t for t in spec.tools if not named or t.name == spec.tool_choice]
-    return get_format(spec.format).lark(spec, [tool_arguments_schema(t) for t in tools])
+    # arguments carry the declared parameters only, unless a schema says otherwise (schema_close.py)
+    return get_format(spec.format).lark(spec, [close_objects(tool_arguments_schema(t)) for t in tools])

@@ -127,7 +127,8 @@ class ChatSluicegate(BaseChatModel):
     parallel_tool_calls: bool | None = None
     """Default for bind_tools' `parallel_tool_calls` (None: the server's default, parallel allowed)."""
     strict: bool = True
-    """Default for bind_tools / with_structured_output's `strict`: close schemas (see closed_schema)."""
+    """Default for bind_tools / with_structured_output's `strict`. Tool arguments are closed objects on
+    the server either way; with method="json_schema" it closes the output schema (see closed_schema)."""
 
     _served_model: str | None = PrivateAttr(default=None)
 
@@ -265,10 +266,7 @@ class ChatSluicegate(BaseChatModel):
         """Bind tools (any form LangChain converts to OpenAI's). tool_choice: "auto", "none",
         "any" / "required" / True (at least one call), or a tool's name (that tool)."""
         strict = self.strict if strict is None else strict
-        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        if strict:
-            for t in formatted:
-                t["function"]["parameters"] = closed_schema(t["function"].get("parameters") or {})
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]  # the server closes their schemas
         choice = tool_choice_value(tool_choice, formatted)
         if choice is not None:
             kwargs["tool_choice"] = choice

@@ -49,7 +49,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from sluicegate.integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP, closed_schema
+from sluicegate.integrations.http_client import DEFAULT_BASE_URL, SluicegateHTTP
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -143,8 +143,6 @@ class Sluicegate(FunctionCallingLLM):
     timeout: float = Field(default=120.0, description="Seconds per HTTP request.")
     max_retries: int = Field(default=2, description="Retries of failed connections.")
     additional_kwargs: dict[str, Any] = Field(default_factory=dict, description="Other request fields, sent as is.")
-    strict: bool = Field(default=True, description="Close tool schemas (additionalProperties: false), so "
-                         "calls carry only the declared arguments (see integrations/http_client.closed_schema).")
 
     _card: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -251,9 +249,6 @@ class Sluicegate(FunctionCallingLLM):
         elif user_msg is not None:
             messages.append(user_msg)
         specs = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
-        if self.strict:
-            for spec in specs:
-                spec["function"]["parameters"] = closed_schema(spec["function"].get("parameters") or {})
         choice: Any = tool_choice or ("required" if tool_required else "auto")
         if isinstance(choice, str) and choice not in ("auto", "none", "required"):
             choice = {"type": "function", "function": {"name": choice}}

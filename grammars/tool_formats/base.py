@@ -55,6 +55,10 @@ class ToolCallParser(Protocol):
 
 class ToolFormat(Protocol):
     name: str
+    # The text that ends one call, after which the answer may stop or go on with another call
+    # (hermes: "</tool_call>"); None where the calls sit inside one list that must be closed.
+    # The engine ends an answer there when the remaining budget cannot fit another call.
+    call_end: str | None
 
     def matches_template(self, chat_template: str) -> bool:
         """Whether a chat template (jinja source) writes calls in this format."""

@@ -53,7 +53,10 @@ ROUTE = ToolSpec.of(
         "additionalProperties": False,
     },
 )
-TOOLS = (WEATHER, NOW, ROUTE)
+OPEN = ToolSpec.of("open_schema", {"type": "object", "properties": {}})  # as LangChain sends a no-argument tool
+KEPT_OPEN = ToolSpec.of("kept_open", {"type": "object", "properties": {"x": {"type": "integer"}},
+                                      "additionalProperties": True})
+TOOLS = (WEATHER, NOW, ROUTE, OPEN, KEPT_OPEN)
 
 
 def call(name: str, args: dict[str, Any]) -> str:
@@ -61,6 +64,11 @@ def call(name: str, args: dict[str, Any]) -> str:
     return f"<tool_call>\n{body}\n</tool_call>"
 
 
+def bare(name: str, args: dict[str, Any]) -> str:
+    return json.dumps({"name": name, "arguments": args}, ensure_ascii=False)
+
+
+BARE = bare("get_weather", {"city": "Paris"})
 ONE = call("get_weather", {"city": "Zürich 東京 🌧", "days": 3})
 NO_ARGS = call("now", {})
 NESTED = call("plan_route", {"stops": [{"name": "A", "lat": 1.5}, {"name": "Ü", "lat": -2}]})
@@ -108,6 +116,19 @@ CASES = [
     ("auto", True, PROSE + " <tool_call>" + " oops", False),
     ("auto", True, call("get_weather", {"city": 5}), False),
     ("auto", True, ONE + "\nmore prose after", False),
+    # auto also triggers on a bare call object, fenced or not (what hermes-family models write)
+    ("auto", True, BARE, True),
+    ("auto", True, PROSE + "\n```json\n" + BARE + "\n```", True),
+    ("auto", True, "```json\n" + BARE, True),
+    ("auto", True, bare("unknown", {}), False),  # a bare object naming no declared tool
+    ("auto", True, bare("get_weather", {"city": "x", "extra": 1}), False),
+    ("auto", True, PROSE + ' {"name": "Bob"} is not a call', False),  # prose never holds a trigger
+    ("auto", True, BARE + "\nprose after", False),
+    ("required", True, BARE, False),  # required and named keep the tags
+    # arguments carry declared parameters only, unless the schema keeps its object open
+    ("required", True, call("open_schema", {"x": 1}), False),
+    ("required", True, call("open_schema", {}), True),
+    ("required", True, call("kept_open", {"x": 1, "y": 2}), True),
 ]
 
 
@@ -210,3 +231,33 @@ def test_stream_parser_holds_back_partial_tag() -> None:
     assert parser.feed("hello <tool") == [ContentDelta("hello ")]
     assert parser.feed("box>") == [ContentDelta("<toolbox>")]
     assert parser.finish() == []
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 1000])
+def test_stream_parser_reads_a_fenced_bare_call(chunk: int) -> None:
+    text = "Sure.\n```json\n" + bare("get_weather", {"city": "Paris {x}", "days": 2}) + "\n```"
+    parser = ToolCallStreamParser()
+    events = []
+    for start in range(0, len(text), chunk):
+        events += parser.feed(text[start : start + chunk])
+    events += parser.finish()
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == "Sure.\n"
+    assert [e.name for e in events if isinstance(e, ToolCallStart)] == ["get_weather"]
+    args = "".join(e.fragment for e in events if isinstance(e, ToolCallArgs))
+    assert json.loads(args) == {"city": "Paris {x}", "days": 2}
+    assert parser.calls == [("get_weather", args)]
+
+
+def test_parse_bare_calls_and_what_is_not_one() -> None:
+    assert parse_tool_calls(BARE) == ("", [("get_weather", '{"city": "Paris"}')])
+    assert parse_tool_calls("a `code` span") == ("a `code` span", [])
+    assert parse_tool_calls("```python\nx = 1\n```") == ("```python\nx = 1\n```", [])
+    assert parse_tool_calls('{"a": {"b": 1}}') == ('{"a": {"b": 1}}', [])
+
+
+def test_cut_answers_keep_complete_arguments() -> None:
+    # cut inside the close tag: the arguments object was complete, and it is all that comes back
+    assert parse_tool_calls(ONE[: -len("_call>")])[1] == [("get_weather", '{"city": "Zürich 東京 🌧", "days": 3}')]
+    assert parse_tool_calls(BARE[:-1])[1] == [("get_weather", '{"city": "Paris"}')]
+    # cut inside the arguments: they come back as far as they got (finish_reason says length)
+    assert parse_tool_calls('<tool_call>\n{"name": "f", "arguments": {"city": "Tok')[1] == [("f", '{"city": "Tok')]

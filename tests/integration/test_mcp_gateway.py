@@ -143,7 +143,7 @@ def test_client_function_tools_come_back_to_the_client(gw: str, model_name: str,
               tools=[lookup, {"type": "mcp", "server_label": "calc"}], tool_choice=_force("lookup"))
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
-    assert choice["finish_reason"] == "tool_calls" and choice["message"]["mcp_calls"] == []
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["mcp_calls"] == [], str(choice)
     [call] = choice["message"]["tool_calls"]
     assert call["function"]["name"] == "lookup" and set(json.loads(call["function"]["arguments"])) == {"q"}
 

@@ -165,6 +165,9 @@ class _RaisingMatcher:
     def is_terminated(self) -> bool:
         return bool(self.inner.is_terminated())
 
+    def forced_tokens(self) -> list[int]:
+        return list(self.inner.forced_tokens())
+
     def rollback(self, num_tokens: int) -> None:
         self.inner.rollback(num_tokens)
 

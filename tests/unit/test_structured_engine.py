@@ -67,7 +67,7 @@ def test_bfcl_schemas_through_the_engine_all_validate(make_engine) -> None:  # n
 
 
 def test_tool_call_grammar_through_the_engine(make_engine) -> None:  # noqa: ANN001
-    from sluicegate.grammars.tool_format import parse_tool_calls
+    from sluicegate.grammars.tool_formats import parse_tool_calls
 
     engine = make_engine()
     tool = ToolSpec.of("get_weather", {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
