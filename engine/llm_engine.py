@@ -272,10 +272,10 @@ class LLMEngine:
         if request.matcher is not None and request.matcher.is_terminated():
             return RequestStatus.FINISHED_STOPPED
         tokens_left = min(request.max_tokens - request.num_output_tokens, self.max_model_len - request.num_tokens)
-        if tokens_left <= 0:
-            return RequestStatus.FINISHED_LENGTH
         if request.call_budget is not None and request.call_budget.ends_answer(request.detokenizer.text, tokens_left):
             return RequestStatus.FINISHED_STOPPED  # after its last complete call (grammars/tool_budget.py)
+        if tokens_left <= 0:
+            return RequestStatus.FINISHED_LENGTH
         return None
 
     def _finish(self, request: Request, status: RequestStatus) -> None:

@@ -122,7 +122,7 @@ def render_tool_results(results: Sequence[str]) -> str:
 
 class HermesFormat:
     name = "hermes"
-    call_end = TOOL_CALL_CLOSE
+    call_end: str | None = TOOL_CALL_CLOSE
 
     def matches_template(self, chat_template: str) -> bool:
         return TOOL_CALL_OPEN in chat_template

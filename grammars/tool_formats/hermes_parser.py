@@ -54,7 +54,7 @@ class HermesParser:
         self._buffer = ""  # undecided text (content, or the body of the open call)
         self._in_call = False
         self._bare = False  # the open call is a bare object (no tags)
-        self._fenced = False  # … inside a ``` fence, whose closing is dropped after the call
+        self._fenced = False  # after a bare call: a closing ``` fence that follows is dropped
         self._index = -1  # index of the current / last call
         self._started = False  # ToolCallStart sent for the current call
         self._args_start = 0  # offset of the arguments inside _buffer once started
@@ -107,8 +107,8 @@ class HermesParser:
         if bare is not None and (tag < 0 or bare.start() < tag):
             before = self._buffer[: bare.start()]
             fence = _FENCE_OPEN.search(before)
-            self._fenced = fence is not None
             content = before[: fence.start()] if fence else before
+            self._fenced = True  # the grammar lets a bare call close a fence, opened or not
             self._buffer = self._buffer[bare.start() :]
             self._bare = True
         else:

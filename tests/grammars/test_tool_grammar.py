@@ -250,6 +250,7 @@ def test_stream_parser_reads_a_fenced_bare_call(chunk: int) -> None:
 
 def test_parse_bare_calls_and_what_is_not_one() -> None:
     assert parse_tool_calls(BARE) == ("", [("get_weather", '{"city": "Paris"}')])
+    assert parse_tool_calls("Hi\n" + BARE + "\n```") == ("Hi", [("get_weather", '{"city": "Paris"}')])
     assert parse_tool_calls("a `code` span") == ("a `code` span", [])
     assert parse_tool_calls("```python\nx = 1\n```") == ("```python\nx = 1\n```", [])
     assert parse_tool_calls('{"a": {"b": 1}}') == ('{"a": {"b": 1}}', [])
