@@ -64,13 +64,16 @@ def ask(server: Server, question: dict[str, Any], mode: str, max_tokens: int) ->
 
 
 def score(category: str, questions: list[dict[str, Any]], answers: list[Answer]) -> dict[str, Any]:
-    called = valid = total_calls = correct = 0
+    called = valid = total_calls = correct = cut = 0
     for question, answer in zip(questions, answers, strict=True):
         schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools_of(question)}
         parsed: list[tuple[str, dict[str, Any]]] = []
-        for name, text in answer.calls:
-            total_calls += 1
+        for i, (name, text) in enumerate(answer.calls):
             args = parse_arguments(text)
+            if args is None and answer.finish_reason == "length" and i == len(answer.calls) - 1:
+                cut += 1  # cut by max_tokens (finish_reason length): not counted as a returned call
+                continue
+            total_calls += 1
             if args is not None and name in schemas and _fits(args, schemas[name]):
                 valid += 1
             parsed.append((name, args if args is not None else {}))
@@ -78,7 +81,7 @@ def score(category: str, questions: list[dict[str, Any]], answers: list[Answer])
         if category != "irrelevance" and ast_correct(parsed, question["ground_truth"]):
             correct += 1
     n = len(questions)
-    return {"questions": n, "answered_with_call": called / n, "calls": total_calls,
+    return {"questions": n, "answered_with_call": called / n, "calls": total_calls, "cut_calls": cut,
             "valid_calls": valid / total_calls if total_calls else 1.0,
             "ast_accuracy": None if category == "irrelevance" else correct / n,
             "no_call": (n - called) / n, "seconds_p50": sorted(a.seconds for a in answers)[n // 2]}
@@ -139,13 +142,14 @@ def main() -> None:
                     results.append(s)
                     print(json.dumps(s), flush=True)
                     rows.append([name, mode, category, s["questions"], f"{s['answered_with_call']:.0%}",
-                                 f"{s['valid_calls']:.0%} of {s['calls']}",
+                                 f"{s['valid_calls']:.0%} of {s['calls']}", s["cut_calls"],
                                  "-" if s["ast_accuracy"] is None else f"{s['ast_accuracy']:.0%}",
                                  f"{s['no_call']:.0%}", f"{s['seconds_p50']:.2f}"])
         finally:
             server.stop()
     table = markdown_table(["server", "tool_choice", "category", "questions", "answered with a call",
-                            "calls valid", "AST accuracy", "no call", "s/question p50"], rows)
+                            "complete calls valid", "calls cut by max_tokens", "AST accuracy", "no call",
+                            "s/question p50"], rows)
     notes = "\n".join(f"- {k}: `{v}`" for k, v in commands.items())
     text = f"{table}\n\nModel: {gguf.name}; temperature 0, max_tokens {args.max_tokens}.\n{notes}"
     print(text)

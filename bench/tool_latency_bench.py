@@ -1,13 +1,14 @@
-"""Tool-call latency with grammar fast-forward off vs on: one agent waiting for each call.
+"""Tool-call latency with grammar fast-forward and prompt-lookup speculation off vs on: one agent
+waiting for each call.
 
-    python bench/tool_latency_bench.py [--questions 20] [--max-tokens 128] [--results]
+    python bench/tool_latency_bench.py [--questions 20] [--max-tokens 128] [--model GGUF] [--results]
 
-Two servers in the same run (`--no-grammar-fast-forward`, then the default), the same BFCL-style
-questions in `required` mode, greedy, one request at a time. Per server: time from request to the
-last tool-call delta (p50 / p99), forward steps per call (the engine's step counter around each
-request), output tokens per step, and whether every call is identical between the two (greedy
-outputs must not change). Questions: ../shared/data/bfcl/live_simple.jsonl when present, else the
-built-in ones.
+Three servers in the same run (`--no-grammar-fast-forward`; the default, fast-forward on; and
+fast-forward with `--speculative ngram`), the same BFCL-style questions in `required` mode,
+greedy, one request at a time. Per server: time from request to the last tool-call delta
+(p50 / p99), forward steps per call (the engine's step counter around each request), output tokens
+per step, and whether every call is identical to the first server's (greedy outputs must not
+change). Questions: ../shared/data/bfcl/live_simple.jsonl when present, else the built-in ones.
 """
 
 from __future__ import annotations
@@ -108,23 +109,31 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="model to serve (default: the embedded one)")
     parser.add_argument("--results", action="store_true", help="copy the table into bench/results/")
     args = parser.parse_args()
     bodies = questions(args.questions)
     results: dict[str, list[dict[str, Any]]] = {}
-    for name, flags in (("fast-forward off", ["--no-grammar-fast-forward"]), ("fast-forward on", [])):
-        server = start_sluicegate(["--num-threads", str(args.threads), *flags])
+    model = [args.model] if args.model else []
+    configs = (("both off", ["--no-grammar-fast-forward"]), ("fast-forward", []),
+               ("fast-forward + ngram speculation", ["--speculative", "ngram"]))
+    for name, flags in configs:
+        server = start_sluicegate([*model, "--num-threads", str(args.threads), *flags])
         try:
             asyncio.run(run(server.url, server.model, bodies[:1], args.max_tokens))  # warm-up
             results[name] = asyncio.run(run(server.url, server.model, bodies, args.max_tokens))
         finally:
             server.stop()
-    off, on = results.values()
-    same = sum(a["calls"] == b["calls"] for a, b in zip(off, on))
-    headers = ["server", "calls", "latency p50 s", "latency p99 s", "forward steps / call", "output tokens / step"]
-    table = markdown_table(headers, [summary(name, rows) for name, rows in results.items()])
-    ratio = pct([r["latency_s"] for r in off], 50) / pct([r["latency_s"] for r in on], 50)
-    table += f"\n\nIdentical calls (greedy) off vs on: {same}/{len(off)}. Latency p50 off / on: {ratio:.2f}x."
+    base = results["both off"]
+    rows = []
+    for name, runs in results.items():
+        same = sum(a["calls"] == b["calls"] for a, b in zip(base, runs, strict=True))
+        speedup = pct([r["latency_s"] for r in base], 50) / pct([r["latency_s"] for r in runs], 50)
+        rows.append([*summary(name, runs), f"{same}/{len(runs)}", f"{speedup:.2f}x"])
+    headers = ["server", "calls", "latency p50 s", "latency p99 s", "forward steps / call", "output tokens / step",
+               "calls identical to both off", "latency p50 vs both off"]
+    table = markdown_table(headers, rows)
+    table += f"\n\nModel: {args.model or 'the embedded SmolLM2-135M-Instruct'}; {args.threads} torch threads."
     print(table)
     save("tool_latency", results, table, args.results)
 

@@ -12,6 +12,7 @@ class ForwardBatch:
 
     sample_rows[j] is the row in input_ids whose logits produce sequence sample_seqs[j]'s next
     token (only sequences whose whole context is now computed sample; a partial prefill chunk does not).
+    A sequence with speculative drafts samples at several consecutive rows (engine/speculative.py).
     """
 
     input_ids: list[int] = field(default_factory=list)  # [T]
@@ -30,8 +31,10 @@ class ForwardBatch:
     def num_seqs(self) -> int:
         return len(self.query_lens)
 
-    def add(self, token_ids: list[int], start: int, num_new: int, block_table: list[int]) -> None:
-        """Append a sequence's chunk token_ids[start:start + num_new]."""
+    def add(self, token_ids: list[int], start: int, num_new: int, block_table: list[int],
+            num_drafts: int = 0) -> None:
+        """Append a sequence's chunk token_ids[start:start + num_new]. The last num_drafts of
+        token_ids are speculative drafts: the rows before each draft and after the last all sample."""
         end = start + num_new
         self.input_ids.extend(token_ids[start:end])
         self.positions.extend(range(start, end))
@@ -39,5 +42,6 @@ class ForwardBatch:
         self.seq_lens.append(end)
         self.block_tables.append(block_table)
         if end == len(token_ids):
-            self.sample_rows.append(len(self.input_ids) - 1)
-            self.sample_seqs.append(self.num_seqs - 1)
+            last = len(self.input_ids) - 1
+            self.sample_rows.extend(range(last - num_drafts, last + 1))
+            self.sample_seqs.extend([self.num_seqs - 1] * (num_drafts + 1))

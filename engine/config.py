@@ -83,11 +83,24 @@ class GrammarConfig:
 
 
 @dataclass(frozen=True)
+class SpeculativeConfig:
+    """Prompt-lookup (n-gram) speculative decoding (engine/speculative.py)."""
+
+    method: str = option("off", flag="--speculative", choices=["off", "ngram"],
+                         help="draft tokens by copying what followed the same n-gram earlier in the prompt or "
+                              "output, and verify them in one step (same outputs, fewer steps where text is copied)")
+    num_tokens: int = option(4, flag="--num-speculative-tokens", help="draft tokens per step at most")
+    prompt_lookup_min: int = option(2, help="shortest n-gram matched for a draft")
+    prompt_lookup_max: int = option(4, help="longest n-gram matched for a draft (tried first)")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grammar: GrammarConfig = field(default_factory=GrammarConfig)
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
     attention_backend: str = option("auto", choices=["auto", "torch", "triton"], help="attention kernels")
     cuda_graphs: bool = option(True, help="replay captured CUDA graphs for decode steps (CUDA only; "
                                           "--no-cuda-graphs runs them eagerly, for debugging)")

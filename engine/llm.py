@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 
-from sluicegate.engine.config import CacheConfig, EngineConfig, GrammarConfig, ModelConfig, SchedulerConfig
+from sluicegate.engine.config import (
+    CacheConfig,
+    EngineConfig,
+    GrammarConfig,
+    ModelConfig,
+    SchedulerConfig,
+    SpeculativeConfig,
+)
 from sluicegate.engine.llm_engine import LLMEngine
 from sluicegate.engine.outputs import CompletionOutput
 from sluicegate.engine.params import SamplingParams
 
-_SECTIONS = {"model": ModelConfig, "cache": CacheConfig, "scheduler": SchedulerConfig, "grammar": GrammarConfig}
-_RENAMES = {"grammar_backend": ("grammar", "backend")}
+_SECTIONS = {"model": ModelConfig, "cache": CacheConfig, "scheduler": SchedulerConfig, "grammar": GrammarConfig,
+             "speculative": SpeculativeConfig}
+_RENAMES = {"grammar_backend": ("grammar", "backend"), "speculative": ("speculative", "method"),
+            "num_speculative_tokens": ("speculative", "num_tokens")}
 
 
 def build_config(model: str | None = None, **options: object) -> EngineConfig:

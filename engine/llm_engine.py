@@ -30,6 +30,7 @@ from sluicegate.engine.runner import ModelRunner, kv_bytes_per_block
 from sluicegate.engine.sampler import SamplerOutput, sample
 from sluicegate.engine.sampling_batch import build_sampling_tensors
 from sluicegate.engine.scheduler import Scheduler
+from sluicegate.engine.speculative import NgramIndex, check_drafts, emitted_tokens, row_groups
 from sluicegate.engine.structured import GrammarStage
 from sluicegate.engine.validation import resolve_max_tokens
 from sluicegate.grammars.backend import GrammarError
@@ -54,6 +55,8 @@ class EngineStats:
     num_preemptions_total: int
     forced_tokens_total: int  # output tokens the grammar forced (appended without sampling)
     forward_steps_total: int
+    draft_tokens_total: int  # speculative drafts verified
+    accepted_draft_tokens_total: int  # … and kept
     kv_block_size: int  # tokens per KV block
     kv_num_blocks: int  # blocks in the pool (the null block included)
 
@@ -92,7 +95,8 @@ class LLMEngine:
         self._generator = torch.Generator(device=self.device).manual_seed(config.model.seed)
         self._lock = threading.Lock()  # add/abort may come from other threads than step()
         self._finished_outside_step: list[RequestOutput] = []
-        self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0, "forced": 0, "steps": 0}
+        self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0, "forced": 0, "steps": 0,
+                        "drafted": 0, "accepted": 0}
 
     # ---- public API ----------------------------------------------------------------------------
     def add_request(self, prompt_token_ids: list[int], params: SamplingParams,
@@ -134,6 +138,9 @@ class LLMEngine:
             outputs = self._finished_outside_step
             self._finished_outside_step = []
             outputs += self._poll_grammars()
+            if self.config.speculative.method == "ngram":
+                for request in self.scheduler.running:
+                    request.draft_token_ids = self._drafts(request)
             sched = self.scheduler.schedule()
             if sched.batch.num_tokens == 0:
                 return outputs
@@ -141,14 +148,18 @@ class LLMEngine:
             self._totals["steps"] += 1
         logits = self.runner.run(sched.batch)  # [S, V]; add/abort may proceed meanwhile
         with self._lock:
-            sampling = sched.sampling_requests
-            bitmask = self.grammar.fill_bitmask(sampling)  # host [S, W] int32, or None
+            sampling = sched.sampling_requests  # one entry per sampled row (several for drafts)
+            groups = row_groups(sampling)  # (request, first row, rows)
+            bitmask = self.grammar.fill_bitmask(groups, len(sampling))  # host [S, W] int32, or None
             if bitmask is not None:
                 bitmask = to_device(bitmask, self.device)
             tensors = build_sampling_tensors(sampling, self.vocab_size, self.device, self._generator, bitmask)
             sampled = sample(logits, tensors)
-            self.scheduler.update(sched)
-            outputs += self._process(sampling, sampled)
+            token_ids = sampled.token_ids.tolist()
+            emitted = [emitted_tokens(token_ids[first:first + n], r.draft_token_ids) for r, first, n in groups]
+            kept = {r.request_id: r.draft_token_ids[:len(e) - 1] for (r, _, n), e in zip(groups, emitted) if n > 1}
+            self.scheduler.update(sched, kept)
+            outputs += self._process(groups, emitted, sampled)
         return outputs
 
     def fail_all(self, message: str) -> list[RequestOutput]:
@@ -170,6 +181,7 @@ class LLMEngine:
             generation_tokens_total=self._totals["generation"],
             num_preemptions_total=self._totals["preemptions"],
             forced_tokens_total=self._totals["forced"], forward_steps_total=self._totals["steps"],
+            draft_tokens_total=self._totals["drafted"], accepted_draft_tokens_total=self._totals["accepted"],
             kv_block_size=self.kv.block_size, kv_num_blocks=self.kv.pool.num_blocks)
 
     def check_integrity(self) -> None:
@@ -192,22 +204,32 @@ class LLMEngine:
                     outputs.append(self._output(request))
         return outputs
 
-    def _process(self, requests: list[Request], sampled: SamplerOutput) -> list[RequestOutput]:
-        token_ids = sampled.token_ids.tolist()
+    def _process(self, groups: list[tuple[Request, int, int]], emitted: list[list[int]],
+                 sampled: SamplerOutput) -> list[RequestOutput]:
+        """Append each request's emitted tokens (one, or kept drafts and one more); finish those
+        that stop."""
         outputs = []
         now = time.monotonic()
-        for row, (request, token_id) in enumerate(zip(requests, token_ids)):
+        for (request, first_row, num_rows), tokens in zip(groups, emitted):
+            drafts, request.draft_token_ids = request.draft_token_ids, []
             if request.is_finished:  # aborted while the forward ran
                 continue
             if request.first_token_time is None:
                 request.first_token_time = now
                 self._totals["prompt"] += request.num_prompt_tokens
                 self._totals["cached"] += request.num_cached_tokens
-            logprob = None
-            if sampled.logprobs is not None and request.params.logprobs is not None:
-                logprob = _logprob_entry(sampled, row, token_id, request.params.logprobs)
+            if num_rows > 1:
+                self._totals["drafted"] += len(drafts)
+                self._totals["accepted"] += len(tokens) - 1
             try:
-                status = self._append(request, token_id, logprob)
+                status = None
+                for row, token_id in enumerate(tokens, start=first_row):
+                    logprob = None
+                    if sampled.logprobs is not None and request.params.logprobs is not None:
+                        logprob = _logprob_entry(sampled, row, token_id, request.params.logprobs)
+                    status = self._append(request, token_id, logprob)
+                    if status is not None:
+                        break
                 if status is None and self.config.grammar_fast_forward and request.matcher is not None:
                     status = self._fast_forward(request)
             except Exception as exc:  # one request's matcher/detokenizer failing must not fail the batch
@@ -243,6 +265,25 @@ class LLMEngine:
                 return status
         return None
 
+    def _drafts(self, request: Request) -> list[int]:
+        """Prompt-lookup drafts for a request in plain decode (one pending token, no penalties that
+        would need the drafts counted, min_tokens reached), checked against its grammar."""
+        params, spec = request.params, self.config.speculative
+        if request.num_tokens - request.num_computed_tokens != 1 or request.num_output_tokens < params.min_tokens:
+            return []
+        if params.repetition_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+            return []
+        room = min(spec.num_tokens, request.max_tokens - request.num_output_tokens - 1,
+                   self.max_model_len - request.num_tokens - 1)
+        if room <= 0:
+            return []
+        if request.ngram is None:
+            request.ngram = NgramIndex(spec.prompt_lookup_min, spec.prompt_lookup_max)
+        drafts = request.ngram.propose(request.token_ids, room)
+        if drafts and request.matcher is not None:
+            drafts = check_drafts(request.matcher, drafts)
+        return drafts
+
     def _check_stop(self, request: Request, token_id: int) -> RequestStatus | None:
         params = request.params
         matcher = request.matcher
@@ -272,7 +313,8 @@ class LLMEngine:
         if request.matcher is not None and request.matcher.is_terminated():
             return RequestStatus.FINISHED_STOPPED
         tokens_left = min(request.max_tokens - request.num_output_tokens, self.max_model_len - request.num_tokens)
-        if request.call_budget is not None and request.call_budget.ends_answer(request.detokenizer.text, tokens_left):
+        calls = request.call_tracker
+        if calls is not None and calls.ends_answer(request.detokenizer.text, request.num_output_tokens, tokens_left):
             return RequestStatus.FINISHED_STOPPED  # after its last complete call (grammars/tool_budget.py)
         if tokens_left <= 0:
             return RequestStatus.FINISHED_LENGTH

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
     from sluicegate.engine.detokenizer import IncrementalDetokenizer
     from sluicegate.engine.kv_cache.block_pool import BlockKey
+    from sluicegate.engine.speculative import NgramIndex
     from sluicegate.grammars.backend import Grammar, Matcher
-    from sluicegate.grammars.tool_budget import CallBudget
+    from sluicegate.grammars.tool_budget import CallTracker
 
 
 class RequestStatus(enum.Enum):
@@ -59,7 +60,9 @@ class Request:
     generator: torch.Generator | None = None
     grammar_future: Future[Grammar] | None = None
     matcher: Matcher | None = None
-    call_budget: CallBudget | None = None  # tool calls: end after a call when another cannot fit
+    call_tracker: CallTracker | None = None  # tool calls: end after a call when another cannot fit
+    draft_token_ids: list[int] = field(default_factory=list)  # speculative drafts for this step
+    ngram: NgramIndex | None = None  # where its n-grams last occurred (speculative drafts)
     stop_reason: str | int | None = None
     error: str | None = None
     exception: BaseException | None = None

@@ -58,8 +58,9 @@ class Scheduler:
         if not out.preempted:
             self._schedule_waiting(out, budget)
         for request, num_new in out.scheduled:
-            out.batch.add(request.token_ids, request.num_computed_tokens, num_new,
-                          self.kv.block_table(request.request_id))
+            drafts = request.draft_token_ids
+            out.batch.add(request.token_ids + drafts if drafts else request.token_ids, request.num_computed_tokens,
+                          num_new, self.kv.block_table(request.request_id), len(drafts))
         return out
 
     def _chunk(self, request: Request, budget: int) -> int:
@@ -71,6 +72,13 @@ class Scheduler:
         while index < len(self.running) and budget > 0:
             request = self.running[index]
             num_new = self._chunk(request, budget)
+            if request.draft_token_ids:  # verify the drafts in this step if budget and free blocks allow
+                with_drafts = num_new + len(request.draft_token_ids)
+                if (num_new == 1 and budget >= with_drafts
+                        and self.kv.allocate(request.request_id, request.num_computed_tokens + with_drafts)):
+                    num_new = with_drafts
+                else:  # drafts never cost another request its blocks
+                    request.draft_token_ids = []
             while not self.kv.allocate(request.request_id, request.num_computed_tokens + num_new):
                 victim = self.running.pop()
                 self._preempt(victim)
@@ -87,6 +95,7 @@ class Scheduler:
 
     def _preempt(self, request: Request) -> None:
         self.kv.free(request.request_id, request.params.cache_pin_seconds)
+        request.draft_token_ids = []
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
         request.num_preemptions += 1
@@ -116,11 +125,17 @@ class Scheduler:
             budget -= num_new
         self.waiting.extendleft(reversed(skipped))
 
-    def update(self, out: SchedulerOutput) -> None:
-        """After the forward: the scheduled tokens are in the cache; full blocks join the prefix cache."""
+    def update(self, out: SchedulerOutput, kept_drafts: dict[str, list[int]] | None = None) -> None:
+        """After the forward: the scheduled tokens are in the cache; full blocks join the prefix cache.
+        kept_drafts: per request that had drafts, the drafts verification kept; the cache holds the
+        pending token and those, and the rest of the chunk's slots are written over later."""
         for request, num_new in out.scheduled:
             if request.is_finished:  # aborted while the forward ran; its blocks are already freed
                 continue
+            token_ids = request.token_ids
+            if kept_drafts is not None and request.request_id in kept_drafts:
+                kept = kept_drafts[request.request_id]
+                num_new, token_ids = 1 + len(kept), request.token_ids + kept
             request.num_computed_tokens += num_new
-            self.kv.commit(request.request_id, request.token_ids, request.num_computed_tokens,
+            self.kv.commit(request.request_id, token_ids, request.num_computed_tokens,
                            block_keys=request.block_keys)

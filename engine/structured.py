@@ -17,10 +17,11 @@ import torch
 
 from sluicegate.engine.config import GrammarConfig
 from sluicegate.engine.request import Request, RequestStatus
+from sluicegate.engine.speculative import fill_draft_rows
 from sluicegate.grammars.backend import Grammar, GrammarError, allocate_bitmask
 from sluicegate.grammars.bitmask import fill_bitmasks
 from sluicegate.grammars.specs import GrammarSpec, ToolCalls
-from sluicegate.grammars.tool_budget import CallBudget, call_budget
+from sluicegate.grammars.tool_budget import CallBudget, CallTracker, call_budget
 
 
 class GrammarStage:
@@ -76,8 +77,8 @@ class GrammarStage:
             return GrammarError(f"grammar compilation failed: {exc}")
         request.matcher = grammar.matcher() if grammar is not None else None
         spec = request.params.grammar
-        if isinstance(spec, ToolCalls) and request.matcher is not None:
-            request.call_budget = self.call_budget(spec)
+        budget = self.call_budget(spec) if isinstance(spec, ToolCalls) and request.matcher is not None else None
+        request.call_tracker = CallTracker(budget) if budget is not None else None
         request.status = RequestStatus.WAITING
         return None
 
@@ -92,12 +93,16 @@ class GrammarStage:
         if self._compiler is not None:
             self._compiler.close()
 
-    def fill_bitmask(self, requests: Sequence[Request]) -> torch.Tensor | None:
-        """[len(requests), ceil(V/32)] int32 masks, or None when no request is constrained."""
-        rows = [i for i, r in enumerate(requests) if r.matcher is not None]
-        if not rows:
+    def fill_bitmask(self, groups: Sequence[tuple[Request, int, int]], num_rows: int) -> torch.Tensor | None:
+        """[num_rows, ceil(V/32)] int32 masks, or None when no request is constrained. groups:
+        (request, first row, rows) as speculative.row_groups gives them; a request's rows after
+        its first are masked by the grammar's state after each of its drafts."""
+        constrained = [(r.matcher, first, n, r) for r, first, n in groups if r.matcher is not None]
+        if not constrained:
             return None
-        bitmask = allocate_bitmask(len(requests), self.vocab_size)  # unconstrained rows stay all-ones
-        matchers = [m for m in (requests[i].matcher for i in rows) if m is not None]
-        fill_bitmasks(matchers, bitmask, rows)
+        bitmask = allocate_bitmask(num_rows, self.vocab_size)  # unconstrained rows stay all-ones
+        fill_bitmasks([m for m, _, _, _ in constrained], bitmask, [first for _, first, _, _ in constrained])
+        for matcher, first, n, request in constrained:
+            if n > 1:
+                fill_draft_rows(matcher, bitmask, first, request.draft_token_ids)
         return bitmask

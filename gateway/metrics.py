@@ -58,6 +58,12 @@ class Metrics:
         self.forced_tokens = Gauge("sluicegate_engine_forced_tokens",
                                    "Output tokens appended without sampling because the grammar forced them "
                                    "(grammar fast-forward), since the engine started", registry=r)
+        self.draft_tokens = Gauge("sluicegate_spec_decode_draft_tokens",
+                                  "Speculative draft tokens verified since start (--speculative ngram)",
+                                  registry=r)
+        self.accepted_draft_tokens = Gauge("sluicegate_spec_decode_accepted_tokens",
+                                           "Speculative draft tokens kept since start (each saved a forward step)",
+                                           registry=r)
         # The model-server protocol that Kubernetes' Gateway API Inference Extension (and llm-d's endpoint
         # picker) reads from vLLM pods, so sluicegate pods are routed the same way (same values as above).
         self.epp_waiting = Gauge("vllm:num_requests_waiting", "Requests queued in the engine", registry=r)
@@ -101,6 +107,8 @@ class Metrics:
         self.pinned_blocks.set(getattr(stats, "kv_pinned_free_blocks", 0))
         self.forward_steps.set(getattr(stats, "forward_steps_total", 0))
         self.forced_tokens.set(getattr(stats, "forced_tokens_total", 0))
+        self.draft_tokens.set(getattr(stats, "draft_tokens_total", 0))
+        self.accepted_draft_tokens.set(getattr(stats, "accepted_draft_tokens_total", 0))
         self.prefix_hit_rate.set(getattr(stats, "prefix_cache_hit_rate", 0.0))
         for seconds in _drain_compile_times(engine):
             self.grammar_compile.observe(seconds)

@@ -4,8 +4,9 @@ With parallel calls allowed, a model may keep opening calls (a small one repeats
 until max_tokens cuts the last one in half, and the agent gets a call whose arguments do not parse.
 The rule: once a call is complete, the answer may go on with another call only while the tokens
 left cover the shortest valid call of some callable tool (its required keys with their shortest
-values, in the format's own layout, tokenized); otherwise it ends there, after its last complete
-call. A call that is longer than the shortest one can still be cut: its finish_reason is `length`.
+values, in the format's own layout, tokenized) and the longest call the answer already holds
+(models repeat the calls they just wrote); otherwise it ends there, after its last complete call.
+A call longer than both can still be cut: its finish_reason is `length`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,33 @@ class CallBudget:
     call_end: str  # the text that ends one call in this format
     min_call_tokens: int  # tokens of the shortest call any tool allows, its separator included
 
-    def ends_answer(self, text: str, tokens_left: int) -> bool:
-        """The answer `text` so far ends a call and another one would not fit in `tokens_left`."""
-        if tokens_left >= self.min_call_tokens:
+    def call_end_at(self, text: str) -> int | None:
+        """Where the call that `text` ends with ends (an id for that call end), or None."""
+        tail = text[-(len(self.call_end) + 16):]  # the tail only: this runs at every token
+        stripped = tail.rstrip()
+        return len(text) - (len(tail) - len(stripped)) if stripped.endswith(self.call_end) else None
+
+
+@dataclass
+class CallTracker:
+    """Per answer: where its last call ended and how long its longest call was, in tokens."""
+
+    budget: CallBudget
+    last_end_text: int = -1  # call_end_at of the last call end seen
+    last_end_tokens: int = 0  # output tokens at that call end
+    longest: int = 0  # tokens of the longest complete call so far (its separator included)
+
+    def ends_answer(self, text: str, num_output_tokens: int, tokens_left: int) -> bool:
+        """At a call end, whether the answer ends here: another call would not fit in tokens_left,
+        judged by the shortest valid call and by the longest call the answer already holds (models
+        tend to repeat the calls they just wrote)."""
+        end = self.budget.call_end_at(text)
+        if end is None:
             return False
-        return text[-(len(self.call_end) + 16):].rstrip().endswith(self.call_end)
+        if end != self.last_end_text:
+            self.longest = max(self.longest, num_output_tokens - self.last_end_tokens)
+            self.last_end_text, self.last_end_tokens = end, num_output_tokens
+        return tokens_left < max(self.budget.min_call_tokens, self.longest)
 
 
 def call_budget(spec: ToolCalls, encode: Callable[[str], Sequence[int]]) -> CallBudget | None:

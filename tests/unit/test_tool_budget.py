@@ -9,7 +9,7 @@ import pytest
 
 from sluicegate.engine.params import SamplingParams
 from sluicegate.grammars.specs import ToolCalls, ToolSpec
-from sluicegate.grammars.tool_budget import CallBudget, call_budget, shortest_instance
+from sluicegate.grammars.tool_budget import CallBudget, CallTracker, call_budget, shortest_instance
 from sluicegate.grammars.tool_formats import parse_tool_calls
 
 WEATHER = ToolSpec.of("get_weather", {"type": "object", "properties": {
@@ -42,8 +42,15 @@ def test_budget_applies_to_parallel_calls_only() -> None:
     budget = call_budget(ToolCalls((WEATHER, TIME), "auto", parallel=True), encode)
     # the shortest call: <tool_call>\n{"name": "get_time", "arguments": {"city": ""}}\n</tool_call>
     assert budget == CallBudget("</tool_call>", 7 + 1)  # seven words and the separator
-    assert budget.ends_answer("…}}\n</tool_call>", 7) and not budget.ends_answer("…}}\n</tool_call>", 8)
-    assert not budget.ends_answer("prose, no call yet", 0)
+    calls = CallTracker(budget)
+    assert not calls.ends_answer("prose, no call yet", 3, 0)
+    assert calls.ends_answer("…}}\n</tool_call>", 20, 7)  # the shortest call would not fit
+    assert not CallTracker(budget).ends_answer("…}}\n</tool_call>", 5, 8)
+    # the longest call so far counts too: a 20-token call was written, 12 tokens are left
+    calls = CallTracker(budget)
+    assert calls.ends_answer("<tool_call>…</tool_call>", 20, 12)
+    # the separator after the same call end is not another call: the longest stays 20 tokens
+    assert not calls.ends_answer("<tool_call>…</tool_call>\n", 21, 25) and calls.longest == 20
 
 
 def test_parallel_calls_end_before_the_budget_runs_out(make_engine) -> None:  # noqa: ANN001
