@@ -110,11 +110,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=None, help="model to serve (default: the embedded one)")
+    parser.add_argument("--dtype", default=None, help="serve --dtype (float32 shows greedy identity exactly)")
     parser.add_argument("--results", action="store_true", help="copy the table into bench/results/")
     args = parser.parse_args()
     bodies = questions(args.questions)
     results: dict[str, list[dict[str, Any]]] = {}
-    model = [args.model] if args.model else []
+    model = ([args.model] if args.model else []) + (["--dtype", args.dtype] if args.dtype else [])
     configs = (("both off", ["--no-grammar-fast-forward"]), ("fast-forward", []),
                ("fast-forward + ngram speculation", ["--speculative", "ngram"]))
     for name, flags in configs:
@@ -133,7 +134,8 @@ def main() -> None:
     headers = ["server", "calls", "latency p50 s", "latency p99 s", "forward steps / call", "output tokens / step",
                "calls identical to both off", "latency p50 vs both off"]
     table = markdown_table(headers, rows)
-    table += f"\n\nModel: {args.model or 'the embedded SmolLM2-135M-Instruct'}; {args.threads} torch threads."
+    table += (f"\n\nModel: {args.model or 'the embedded SmolLM2-135M-Instruct'} ({args.dtype or 'bf16'}); "
+              f"{args.threads} torch threads.")
     print(table)
     save("tool_latency", results, table, args.results)
 

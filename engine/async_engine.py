@@ -55,6 +55,7 @@ class AsyncEngine:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
             self._thread = None
+        self.engine.close()
 
     @property
     def is_running(self) -> bool:

@@ -95,12 +95,24 @@ class SpeculativeConfig:
 
 
 @dataclass(frozen=True)
+class KVEventsConfig:
+    """Publishing the prefix cache's block events for KV-aware routers (engine/kv_events_publisher.py)."""
+
+    endpoint: str | None = option(
+        None, flag="--kv-events-endpoint",
+        help="publish prefix-cache events (BlockStored / BlockRemoved, vLLM's kv_events format) on this "
+             "ZMQ PUB endpoint, e.g. tcp://*:5557, for llm-d's KV-cache indexer or Dynamo's KV router")
+    topic: str = option("kv-events", flag="--kv-events-topic", help="ZMQ topic of the KV events")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grammar: GrammarConfig = field(default_factory=GrammarConfig)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    kv_events: KVEventsConfig = field(default_factory=KVEventsConfig)
     attention_backend: str = option("auto", choices=["auto", "torch", "triton"], help="attention kernels")
     cuda_graphs: bool = option(True, help="replay captured CUDA graphs for decode steps (CUDA only; "
                                           "--no-cuda-graphs runs them eagerly, for debugging)")

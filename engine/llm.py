@@ -9,6 +9,7 @@ from sluicegate.engine.config import (
     CacheConfig,
     EngineConfig,
     GrammarConfig,
+    KVEventsConfig,
     ModelConfig,
     SchedulerConfig,
     SpeculativeConfig,
@@ -18,9 +19,10 @@ from sluicegate.engine.outputs import CompletionOutput
 from sluicegate.engine.params import SamplingParams
 
 _SECTIONS = {"model": ModelConfig, "cache": CacheConfig, "scheduler": SchedulerConfig, "grammar": GrammarConfig,
-             "speculative": SpeculativeConfig}
+             "speculative": SpeculativeConfig, "kv_events": KVEventsConfig}
 _RENAMES = {"grammar_backend": ("grammar", "backend"), "speculative": ("speculative", "method"),
-            "num_speculative_tokens": ("speculative", "num_tokens")}
+            "num_speculative_tokens": ("speculative", "num_tokens"),
+            "kv_events_endpoint": ("kv_events", "endpoint"), "kv_events_topic": ("kv_events", "topic")}
 
 
 def build_config(model: str | None = None, **options: object) -> EngineConfig:

@@ -20,7 +20,9 @@ from sluicegate.engine.config import (
 )
 from sluicegate.engine.detokenizer import IncrementalDetokenizer
 from sluicegate.engine.host_to_device import to_device
+from sluicegate.engine.kv_cache.events import KVEventLog
 from sluicegate.engine.kv_cache.manager import KVCacheManager
+from sluicegate.engine.kv_events_publisher import ZmqKVEventPublisher
 from sluicegate.engine.models.llama import LlamaModel
 from sluicegate.engine.models.loader import LoadedModel, load_model
 from sluicegate.engine.outputs import RequestOutput, TokenLogprob
@@ -90,6 +92,10 @@ class LLMEngine:
         self.kv = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching,
                                  config.cache.max_pinned_fraction)
         self.scheduler = Scheduler(config.scheduler, self.kv)
+        self.kv_events: ZmqKVEventPublisher | None = None
+        if config.kv_events.endpoint:
+            self.kv.pool.events = KVEventLog(block_size)
+            self.kv_events = ZmqKVEventPublisher(config.kv_events.endpoint, config.kv_events.topic)
         self.grammar = GrammarStage(config.grammar, self.tokenizer, self.vocab_size)
         self.requests: dict[str, Request] = {}
         self._generator = torch.Generator(device=self.device).manual_seed(config.model.seed)
@@ -160,7 +166,15 @@ class LLMEngine:
             kept = {r.request_id: r.draft_token_ids[:len(e) - 1] for (r, _, n), e in zip(groups, emitted) if n > 1}
             self.scheduler.update(sched, kept)
             outputs += self._process(groups, emitted, sampled)
+            if self.kv_events is not None and self.kv.pool.events is not None:
+                self.kv_events.publish(self.kv.pool.events.drain())
         return outputs
+
+    def close(self) -> None:
+        """Stop the threads the engine owns beyond the step loop (KV-event publishing)."""
+        if self.kv_events is not None:
+            self.kv_events.close()
+            self.kv_events = None
 
     def fail_all(self, message: str) -> list[RequestOutput]:
         """Finish every in-flight request with an error (after an unexpected step failure)."""

@@ -16,6 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sluicegate.engine.kv_cache.events import KVEventLog
 
 PIN_SCAN_INTERVAL_S = 60.0  # lapsed pins are found within this long (a scan walks the protected queue)
 
@@ -112,6 +116,7 @@ class BlockPool:
         self._clock = clock
         self._next_pin_scan = 0.0
         self.cached: dict[int, KVBlock] = {}  # hash_value -> block
+        self.events: KVEventLog | None = None  # set when KV events are published (events.py)
         self.num_hits = 0
         self.num_queries = 0
 
@@ -208,11 +213,15 @@ class BlockPool:
             return
         block.key = key
         self.cached[key.hash_value] = block
+        if self.events is not None:
+            self.events.stored(key.hash_value, key.parent_hash, key.token_ids)
 
     def _evict(self, block: KVBlock) -> None:
         if block.key is not None:
             if self.cached.get(block.key.hash_value) is block:
                 del self.cached[block.key.hash_value]
+                if self.events is not None:
+                    self.events.removed(block.key.hash_value)
             block.key = None
 
     def reset_prefix_cache(self) -> None:
