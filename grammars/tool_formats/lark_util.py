@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sluicegate.grammars.vocab import lark_special_name
+
 
 def lark_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
@@ -29,3 +31,13 @@ def regex_escape(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def special(token: str) -> str:
+    """A special token in a lark rule: matched as that one token, never as its text."""
+    return lark_special_name(token)
+
+
+# Free text (auto mode's prose): any text; a special token never matches it, so a trigger that is
+# a special token needs no exclusion here.
+ANY_TEXT = "/(?s:.*)/"
