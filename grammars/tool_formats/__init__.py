@@ -18,13 +18,24 @@ from sluicegate.grammars.tool_formats.base import (
     ToolFormat,
     parse_all,
 )
+from sluicegate.grammars.tool_formats.granite import GRANITE
 from sluicegate.grammars.tool_formats.hermes import HERMES
+from sluicegate.grammars.tool_formats.llama3_json import LLAMA3_JSON
+from sluicegate.grammars.tool_formats.mistral import MISTRAL, MISTRAL_ARGS
+from sluicegate.grammars.tool_formats.phi4_mini import PHI4_MINI
+from sluicegate.grammars.tool_formats.pythonic import PYTHONIC
+from sluicegate.grammars.tool_formats.qwen3_coder import QWEN3_CODER
 
 log = logging.getLogger(__name__)
 
 # Detection order: the first format whose markers the template holds wins; hermes last, as the
-# fallback.
-FORMATS: dict[str, ToolFormat] = {HERMES.name: HERMES}
+# fallback. Qwen3-Coder's template also writes <tool_call> (hermes' marker), so it comes first;
+# mistral_args' templates also hold [TOOL_CALLS] (mistral's), so it comes before mistral; pythonic
+# prompts sit in Llama templates, so pythonic comes before llama3_json.
+FORMATS: dict[str, ToolFormat] = {
+    fmt.name: fmt
+    for fmt in (QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
+}
 DEFAULT_FORMAT = HERMES.name
 
 

@@ -41,3 +41,17 @@ def special(token: str) -> str:
 # Free text (auto mode's prose): any text; a special token never matches it, so a trigger that is
 # a special token needs no exclusion here.
 ANY_TEXT = "/(?s:.*)/"
+
+
+def resolve(schema: Any, root: dict[str, Any]) -> Any:
+    """Follow a local "$ref" (#/$defs/X, #/definitions/X) one hop at a time; others stay."""
+    seen = 0
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 16:
+        ref: str = schema["$ref"]
+        node: Any = root
+        for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else ["\0"]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return schema
+        schema, seen = node, seen + 1
+    return schema
