@@ -18,7 +18,7 @@ from typing import Any
 from sluicegate.grammars.specs import ToolCalls
 from sluicegate.grammars.tool_formats.base import ContentDelta, ToolCallEvent
 from sluicegate.grammars.tool_formats.json_call import JsonCallReader, call_head, call_object
-from sluicegate.grammars.tool_formats.lark_util import ANY_TEXT, json_rule, lark_str, special
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, prose_without, special
 from sluicegate.grammars.tool_formats.stream_util import BufferedParser, partial_marker_len
 
 ITEM_SEPARATOR = ", "  # JSON layout: json.dumps' default, what these families' templates write
@@ -35,7 +35,7 @@ def json_list_lark(spec: ToolCalls, schemas: Sequence[Any], open_token: str, clo
     block = f'{special(open_token)} "[" call{more} "]"{close}'
     lines = ["%llguidance {}"]
     if spec.tool_choice == "auto":
-        lines += [f"start: TEXT? ({block})?", f"TEXT: {ANY_TEXT}"]
+        lines += [f"start: TEXT? ({block})?", f"TEXT: {prose_without([open_token])}"]
     else:
         lines.append(f"start: {block}")
     lines.append("call: " + " | ".join(f"call_{i}" for i in range(len(tools))))
@@ -126,7 +126,7 @@ class JsonListParser(BufferedParser):
             events.append(ContentDelta(self.buffer))
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: ToolFormat declares `name` a plain (settable) attribute
 class JsonListFormat:
     """A ToolFormat for one family's special-token JSON list."""
 

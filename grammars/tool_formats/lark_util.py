@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sluicegate.grammars.vocab import lark_special_name
@@ -38,9 +39,11 @@ def special(token: str) -> str:
     return lark_special_name(token)
 
 
-# Free text (auto mode's prose): any text; a special token never matches it, so a trigger that is
-# a special token needs no exclusion here.
-ANY_TEXT = "/(?s:.*)/"
+def prose_without(markers: Sequence[str], body: str = "/(?s:.*)/") -> str:
+    """A terminal for auto mode's prose: `body`, holding none of `markers` as text. A special token
+    never matches text, but the parser reads text, where the token and its spelling look alike:
+    so the prose may not spell a marker either."""
+    return " & ".join([body, *(f"~/(?s:.*){regex_escape(m)}(?s:.*)/" for m in markers)])
 
 
 def resolve(schema: Any, root: dict[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 from sluicegate.grammars.specs import ToolCalls
 from sluicegate.grammars.tool_formats.base import ContentDelta, ToolCallEvent
 from sluicegate.grammars.tool_formats.json_call import JsonCallReader, call_head, call_object
-from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, special
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, prose_without, special
 from sluicegate.grammars.tool_formats.stream_util import BufferedParser
 
 PYTHON_TAG = "<|python_tag|>"
@@ -30,7 +30,7 @@ ARGS_KEY = "parameters"
 CALL_SEPARATOR = "; "
 ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "  # json.dumps' layout, what the template's tojson writes
 # prose that opens like a call object is not prose (any spacing, so no call slips by as text)
-_PROSE = r'/(?s:.+)/ & ~/[ \t\r\n]*\{[ \t\r\n]*"name"(?s:.*)/'
+_PROSE = prose_without([PYTHON_TAG], r'/(?s:.+)/ & ~/[ \t\r\n]*\{[ \t\r\n]*"name"(?s:.*)/')
 
 
 def llama3_json_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:

@@ -26,7 +26,7 @@ from sluicegate.grammars.tool_formats.base import (
     ToolCallStart,
 )
 from sluicegate.grammars.tool_formats.json_list import JsonListFormat
-from sluicegate.grammars.tool_formats.lark_util import ANY_TEXT, json_rule, lark_str, special
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, prose_without, special
 from sluicegate.grammars.tool_formats.stream_util import BufferedParser, ValueScanner
 
 TOOL_CALLS = "[TOOL_CALLS]"
@@ -70,7 +70,7 @@ def mistral_args_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
     tools = [t for t in spec.tools if not named or t.name == spec.tool_choice]
     lines = ["%llguidance {}"]
     if spec.tool_choice == "auto":
-        lines += ["start: TEXT? calls?", f"TEXT: {ANY_TEXT}"]
+        lines += ["start: TEXT? calls?", f"TEXT: {prose_without([TOOL_CALLS])}"]
     else:
         lines.append("start: calls")
     lines.append("calls: call+" if spec.parallel and not named else "calls: call")
