@@ -183,3 +183,23 @@ def test_cut_call_is_closed_as_far_as_it_got(fmt: str) -> None:
     assert [e.name for e in events if isinstance(e, ToolCallStart)] == ["get_weather"]
     assert isinstance(events[-1], ToolCallEnd)
     assert len(calls) == 1 and full.startswith(calls[0][1]) and calls[0][1] != full
+
+
+@pytest.mark.parametrize("fmt", NAMES)
+def test_prose_offers_no_special_token_but_the_trigger(tokenizer: Any, backend: Any, fmt: str) -> None:
+    """Tool-grammar output is decoded with special tokens kept, so in prose the grammar must offer
+    none but the format's trigger (and EOS): no <|im_start|> or role token can reach the text."""
+    from sluicegate.grammars import token_allowed
+    from sluicegate.grammars.vocab import special_token_ids
+
+    specials = special_token_ids(tokenizer)
+    matcher = backend.compile(ToolCalls(TOOLS, "auto", True, fmt)).matcher()
+    for token_id in tokenizer.encode(PROSE, add_special_tokens=False):
+        assert matcher.accept_token(token_id)
+    mask = allocate_bitmask(1, backend.vocab_size)
+    matcher.fill_bitmask(mask, 0)
+    allowed = {s for s in specials if token_allowed(mask, 0, s)}
+    trigger = {"llama3_json": "<|python_tag|>", "mistral": "[TOOL_CALLS]", "mistral_args": "[TOOL_CALLS]",
+               "phi4_mini": "<|tool_call|>", "granite": "<|tool_call|>"}.get(fmt)
+    expected = {int(tokenizer.eos_token_id)} | ({tokenizer.convert_tokens_to_ids(trigger)} if trigger else set())
+    assert allowed == expected
