@@ -19,6 +19,7 @@ from sluicegate.grammars.tool_formats.base import (
     parse_all,
 )
 from sluicegate.grammars.tool_formats.granite import GRANITE
+from sluicegate.grammars.tool_formats.harmony import HARMONY
 from sluicegate.grammars.tool_formats.hermes import HERMES
 from sluicegate.grammars.tool_formats.llama3_json import LLAMA3_JSON
 from sluicegate.grammars.tool_formats.mistral import MISTRAL, MISTRAL_ARGS
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 # prompts sit in Llama templates, so pythonic comes before llama3_json.
 FORMATS: dict[str, ToolFormat] = {
     fmt.name: fmt
-    for fmt in (QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
+    for fmt in (HARMONY, QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
 }
 DEFAULT_FORMAT = HERMES.name
 

@@ -66,7 +66,7 @@ def accepts(tokenizer: Any, backend: Any) -> Any:
 
 def grammar_cases(layout: Layout) -> list[tuple[str, bool, str, bool]]:
     """(tool_choice, parallel, text, accepted) for one format."""
-    calls = layout.calls
+    calls, prose = layout.calls, layout.prose
     cases = [
         ("required", True, calls([ONE]), True),
         ("required", True, calls([NO_ARGS]), True),
@@ -74,7 +74,7 @@ def grammar_cases(layout: Layout) -> list[tuple[str, bool, str, bool]]:
         ("required", True, calls([ONE, NO_ARGS]), True),
         ("required", False, calls([ONE]), True),
         ("required", False, calls([ONE, NO_ARGS]), False),  # one call only when not parallel
-        ("required", True, PROSE, False),
+        ("required", True, prose(PROSE), False),
         ("required", True, "", False),
         ("required", True, calls([BAD_NAME]), False),
         ("required", True, calls([BAD_ARGS]), False),
@@ -83,10 +83,10 @@ def grammar_cases(layout: Layout) -> list[tuple[str, bool, str, bool]]:
         ("get_weather", True, calls([ONE]), True),
         ("get_weather", True, calls([NO_ARGS]), False),  # only the named tool
         ("get_weather", True, calls([ONE, ONE]), False),  # exactly one call
-        ("get_weather", True, PROSE, False),
-        ("auto", True, PROSE, True),
+        ("get_weather", True, prose(PROSE), False),
+        ("auto", True, prose(PROSE), True),
         ("auto", True, "", True),
-        ("auto", True, "Ünïcode prose ✓ with <tags>, [brackets] and {json}", True),
+        ("auto", True, prose("Ünïcode prose ✓ with <tags>, [brackets] and {json}"), True),
         ("auto", True, calls([ONE]), True),
         ("auto", True, calls([NESTED, NO_ARGS]), True),
         ("auto", False, calls([NESTED, NO_ARGS]), False),
@@ -169,7 +169,7 @@ def test_stream_parser_single_and_parallel(fmt: str, chunk: int) -> None:
 @pytest.mark.parametrize("fmt", NAMES)
 def test_prose_is_content(fmt: str) -> None:
     for text in (PROSE, "[1] a note {x} <b>", ""):
-        events, calls = _events(fmt, text, 1)
+        events, calls = _events(fmt, LAYOUTS[fmt].prose(text) if text else text, 1)
         assert calls == [] and "".join(e.text for e in events if isinstance(e, ContentDelta)) == text
 
 
@@ -194,7 +194,7 @@ def test_prose_offers_no_special_token_but_the_trigger(tokenizer: Any, backend: 
 
     specials = special_token_ids(tokenizer)
     matcher = backend.compile(ToolCalls(TOOLS, "auto", True, fmt)).matcher()
-    for token_id in tokenizer.encode(PROSE, add_special_tokens=False):
+    for token_id in tokenizer.encode(LAYOUTS[fmt].prose(PROSE), add_special_tokens=False):
         assert matcher.accept_token(token_id)
     mask = allocate_bitmask(1, backend.vocab_size)
     matcher.fill_bitmask(mask, 0)

@@ -79,6 +79,7 @@ class Layout:
     calls: Callable[[list[Call]], str]  # the calls as the grammar writes them
     prose_then: Callable[[str, str], str] | None  # prose followed by calls, where auto allows it
     specials: tuple[str, ...] = ()  # the format's special tokens (matched as tokens, never as text)
+    prose: Callable[[str], str] = lambda text: text  # an answer in prose (harmony: a final message)
 
 
 def _list(open_: str, close: str = "") -> Callable[[list[Call]], str]:
@@ -100,6 +101,12 @@ LAYOUTS = {layout.name: layout for layout in [
     Layout("phi4_mini", _list("<|tool_call|>", "<|/tool_call|>"), lambda p, c: p + c,
            ("<|tool_call|>", "<|/tool_call|>")),
     Layout("granite", _list("<|tool_call|>"), lambda p, c: p + c, ("<|tool_call|>",)),
+    Layout("harmony", lambda cs: "<|start|>assistant".join(
+        f"<|channel|>commentary to=functions.{n} <|constrain|>json<|message|>{json.dumps(a, ensure_ascii=False)}<|call|>"
+        for n, a in cs),
+        lambda p, c: f"<|channel|>commentary<|message|>{p}<|end|><|start|>assistant{c}",
+        ("<|channel|>", "<|message|>", "<|constrain|>", "<|call|>"),
+        lambda p: f"<|channel|>final<|message|>{p}"),
 ]}
 
 # every format's special tokens, and the role tokens of the fixture templates
@@ -110,6 +117,7 @@ SPECIAL_TOKENS = [
     "<|tool_call|>", "<|/tool_call|>", "<|tool|>", "<|/tool|>", "<|tool_response|>",
     "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
     "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>",
+    "<|start|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|call|>", "<|return|>",
 ]
 
 
