@@ -18,6 +18,7 @@ from sluicegate.grammars.tool_formats.base import (
     ToolFormat,
     parse_all,
 )
+from sluicegate.grammars.tool_formats.deepseek import DEEPSEEK_V3, DEEPSEEK_V31
 from sluicegate.grammars.tool_formats.granite import GRANITE
 from sluicegate.grammars.tool_formats.harmony import HARMONY
 from sluicegate.grammars.tool_formats.hermes import HERMES
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 # prompts sit in Llama templates, so pythonic comes before llama3_json.
 FORMATS: dict[str, ToolFormat] = {
     fmt.name: fmt
-    for fmt in (HARMONY, QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
+    for fmt in (HARMONY, DEEPSEEK_V3, DEEPSEEK_V31, QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
 }
 DEFAULT_FORMAT = HERMES.name
 

@@ -200,6 +200,7 @@ def test_prose_offers_no_special_token_but_the_trigger(tokenizer: Any, backend: 
     matcher.fill_bitmask(mask, 0)
     allowed = {s for s in specials if token_allowed(mask, 0, s)}
     trigger = {"llama3_json": "<|python_tag|>", "mistral": "[TOOL_CALLS]", "mistral_args": "[TOOL_CALLS]",
-               "phi4_mini": "<|tool_call|>", "granite": "<|tool_call|>"}.get(fmt)
+               "phi4_mini": "<|tool_call|>", "granite": "<|tool_call|>",
+               "deepseek_v3": "<｜tool▁calls▁begin｜>", "deepseek_v31": "<｜tool▁calls▁begin｜>"}.get(fmt)
     expected = {int(tokenizer.eos_token_id)} | ({tokenizer.convert_tokens_to_ids(trigger)} if trigger else set())
     assert allowed == expected

@@ -107,6 +107,14 @@ LAYOUTS = {layout.name: layout for layout in [
         lambda p, c: f"<|channel|>commentary<|message|>{p}<|end|><|start|>assistant{c}",
         ("<|channel|>", "<|message|>", "<|constrain|>", "<|call|>"),
         lambda p: f"<|channel|>final<|message|>{p}"),
+    Layout("deepseek_v3", lambda cs: "<｜tool▁calls▁begin｜>" + "\n".join(
+        f"<｜tool▁call▁begin｜>function<｜tool▁sep｜>{n}\n```json\n{json.dumps(a, ensure_ascii=False)}\n```"
+        "<｜tool▁call▁end｜>" for n, a in cs) + "<｜tool▁calls▁end｜>",
+        lambda p, c: p + c, ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>")),
+    Layout("deepseek_v31", lambda cs: "<｜tool▁calls▁begin｜>" + "".join(
+        f"<｜tool▁call▁begin｜>{n}<｜tool▁sep｜>{json.dumps(a, ensure_ascii=False)}<｜tool▁call▁end｜>"
+        for n, a in cs) + "<｜tool▁calls▁end｜>",
+        lambda p, c: p + c, ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>")),
 ]}
 
 # every format's special tokens, and the role tokens of the fixture templates
@@ -118,6 +126,9 @@ SPECIAL_TOKENS = [
     "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
     "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>",
     "<|start|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|call|>", "<|return|>",
+    "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>",
+    "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
+    "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>",
 ]
 
 
