@@ -181,10 +181,24 @@ class PyLiteralRules:
         return f'"[" {run} "]"' if low >= 1 else f'"[" ({run})? "]"'
 
     def kwargs(self, schema: Any) -> str | None:
-        """The keyword arguments of a call (`a=1, b="x"`), in the schema's order; None for none."""
+        """The keyword arguments of a call (`a=1, b="x"`), in the schema's order; None for none.
+        An open schema (no "properties", or an explicit additionalProperties) also takes further
+        `name=value` arguments after the declared ones."""
         schema = resolve(schema, self.root)
-        properties = schema.get("properties") or {} if isinstance(schema, dict) else {}
-        required = set(schema.get("required") or []) if isinstance(schema, dict) else set()
+        if not isinstance(schema, dict):
+            schema = {} if schema is True else {"properties": {}}
+        properties = schema.get("properties") or {}
+        required = set(schema.get("required") or [])
         items = [(self._rule(f"{lark_str(key + '=')} {self.value(prop, 1)}"), key in required)
                  for key, prop in properties.items()]
-        return sequence_rule(items, ITEM_SEPARATOR)
+        declared = sequence_rule(items, ITEM_SEPARATOR)
+        extra = schema.get("additionalProperties", "properties" not in schema)
+        if extra is False:
+            return declared
+        other = self._rule(r'/[A-Za-z_][A-Za-z0-9_]*/ "=" ' + self.value(extra if isinstance(extra, dict) else True, 1))
+        more = f"({lark_str(ITEM_SEPARATOR)} {other})*"
+        if declared is None:
+            return f"({other} {more})?"
+        if declared.endswith("?"):  # every declared one optional: the first present may be either kind
+            return f"({declared[:-1]} {more} | {other} {more})?"
+        return f"{declared} {more}"

@@ -59,7 +59,7 @@ def pythonic_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
     for i, schema in enumerate(schemas):
         rules = PyLiteralRules(f"a{i}", schema)
         kwargs = rules.kwargs(schema)
-        lines.append(f'body_{i}: {kwargs or ""} ")"'.replace(": ", ": ", 1).replace("  ", " "))
+        lines.append(f'body_{i}: {kwargs} ")"' if kwargs else f'body_{i}: ")"')
         lines += rules.rules
         generic |= rules.uses_generic
     if generic:

@@ -89,8 +89,8 @@ def _call_rules(i: int, name: str, schema: Any) -> list[str]:
     extra = root["additionalProperties"] is not False if "additionalProperties" in root else "properties" not in root
     if extra or schema is True:  # an open object: any further parameters, as raw text
         parts.append("extra*")
-    body = " ".join(parts)
-    lines.append(f"call_{i}: {lark_str(function_open(name))} {body} {lark_str(FUNCTION_CLOSE)}".replace("  ", " "))
+    body = " ".join([lark_str(function_open(name)), *parts, lark_str(FUNCTION_CLOSE)])
+    lines.append(f"call_{i}: {body}")
     return lines
 
 

@@ -88,6 +88,19 @@ def test_pythonic_literals_become_json(accepts: Any) -> None:
         ("store", '{"value": "it\'s, (x)", "tags": []}')]
 
 
+def test_pythonic_open_schemas_take_further_keyword_arguments(accepts: Any) -> None:
+    open_tool = ToolSpec.of("log", {"type": "object"})
+    some = ToolSpec.of("tag", {"type": "object", "properties": {"a": {"type": "integer"}},
+                               "additionalProperties": {"type": "boolean"}})
+    assert accepts("pythonic", (open_tool,), "required", '[log(x=1, y=None, z={"k": [True]})]')
+    assert accepts("pythonic", (open_tool,), "required", "[log()]")
+    assert accepts("pythonic", (some,), "required", "[tag(a=1, b=True)]")
+    assert accepts("pythonic", (some,), "required", "[tag(b=False)]")
+    assert not accepts("pythonic", (some,), "required", "[tag(, b=False)]")
+    assert not accepts("pythonic", (some,), "required", "[tag(a=1, b=2)]")  # extras are booleans
+    assert not accepts("pythonic", (WEATHER,), "required", '[get_weather(city="x", other=1)]')  # closed
+
+
 def test_pythonic_refuses_recursive_schemas() -> None:
     node = ToolSpec.of("tree", {"$defs": {"n": {"type": "object", "properties": {
         "leaf": {"type": "boolean"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}}},
