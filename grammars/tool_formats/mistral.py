@@ -31,6 +31,7 @@ from sluicegate.grammars.tool_formats.stream_util import BufferedParser, ValueSc
 
 TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
+CALL_ID = "[CALL_ID]"  # newer Mistral templates put the call's id between the name and [ARGS]
 AVAILABLE_TOOLS, AVAILABLE_TOOLS_END = "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"
 TOOL_RESULTS, TOOL_RESULTS_END = "[TOOL_RESULTS]", "[/TOOL_RESULTS]"
 ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "
@@ -100,12 +101,12 @@ class MistralArgsParser(BufferedParser):
         if self._state == "name":
             at = self.buffer.find(ARGS)
             if at < 0:
-                if all(ch in _NAME_CHARS or ch in ARGS for ch in self.buffer):
+                if all(ch in _NAME_CHARS or ch in ARGS + CALL_ID for ch in self.buffer):
                     return False  # the name (or [ARGS]) is still arriving
                 self._state = "content"  # [TOOL_CALLS] and no name: prose after all
                 return True
             self.index += 1
-            self._name = self.buffer[:at].strip()
+            self._name = self.buffer[:at].split(CALL_ID)[0].strip()  # newer: name[CALL_ID]id[ARGS]
             events.append(ToolCallStart(self.index, self._name))
             self._args, self._sent = ValueScanner(), ""
             self.buffer, self._state = self.buffer[at + len(ARGS) :], "args"

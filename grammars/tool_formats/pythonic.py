@@ -38,6 +38,8 @@ _LIST_START = re.compile(rf"\s*\[\s*{_NAME}\s*\(")
 _LIST_START_PREFIX = re.compile(rf"\s*(\[\s*({_NAME}\s*)?)?")
 _CALL_OPEN = re.compile(rf"\s*({_NAME})\s*\(")
 _KWARG = re.compile(r"\s*([^\s=(),\[\]]+)\s*=")
+# Llama 4 wraps the list in these (special tokens); the grammar does not write them, the parser skips them
+PYTHON_START, PYTHON_END = "<|python_start|>", "<|python_end|>"
 _PROSE = r"/(?s:.*)/ & ~/[ \t\r\n]*\[[ \t\r\n]*[^ \t\r\n\[\](),=]+[ \t\r\n]*\((?s:.*)/"
 
 
@@ -93,10 +95,21 @@ class PythonicParser(BufferedParser):
 
     def _step(self, events: list[ToolCallEvent]) -> bool:
         if self._state in ("content", "after"):
-            events.append(ContentDelta(self.buffer))
+            text = self.buffer.removeprefix(PYTHON_END) if self._state == "after" else self.buffer
+            if self._state == "after" and PYTHON_END.startswith(text) and text:
+                return False  # maybe Llama 4's closing tag, still arriving
+            self._state = "content"
+            if text:
+                events.append(ContentDelta(text))
             self.buffer = ""
             return False
         if self._state == "start":
+            text = self.buffer.lstrip()
+            if text.startswith(PYTHON_START):
+                self.buffer = text[len(PYTHON_START) :]
+                return True
+            if text and PYTHON_START.startswith(text):
+                return False
             if _LIST_START.match(self.buffer):
                 self.buffer, self._state = self.buffer[self.buffer.index("[") + 1 :], "calls"
                 return True

@@ -82,11 +82,6 @@ class ValueScanner:
                     return offset + 1
         return None
 
-    @property
-    def pending(self) -> bool:
-        """Whether a value has begun and not yet ended (a bare value ends only at its delimiter)."""
-        return self._started
-
 
 class BufferedParser:
     """The frame of a streaming parser: text accumulates in `buffer`; the subclass's `_step` eats

@@ -113,6 +113,8 @@ def test_pythonic_refuses_recursive_schemas() -> None:
     ("llama3_json", '{"name": "now", "arguments": {}}\n{"name": "now", "parameters": {}}'),  # newline, other key
     ("mistral", '[TOOL_CALLS][{"name": "now", "arguments": {}, "id": "a1b2c3d4e"}, {"arguments": {}, "name": "now"}]'),
     ("mistral", '[TOOL_CALLS] {"name": "now", "arguments": {}}[TOOL_CALLS][{"name": "now", "arguments": {}}]'),
+    ("pythonic", "<|python_start|>[now(), now()]<|python_end|>"),  # Llama 4's wrapping
+    ("mistral_args", "[TOOL_CALLS]now[CALL_ID]a1b2c3d4e[ARGS]{}[TOOL_CALLS]now[ARGS]{}"),
     ("phi4_mini", '<|tool_call|>{"name": "now", "arguments": {}}<|/tool_call|><|tool_call|>[{"name": "now", "arguments": {}}]<|/tool_call|>'),
 ])
 def test_parsers_take_what_models_write_without_a_grammar(fmt: str, text: str) -> None:
