@@ -43,6 +43,8 @@ CALL_SEPARATOR = "\n"
 ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "  # JSON values as the template's tojson writes them
 _FUNCTION_OPEN = re.compile(r"\s*<function=([^>\n]*)>\n?")
 _PARAMETER_OPEN = re.compile(r"\s*<parameter=([^>\n]*)>\n?")
+_VALUE_END = "\n" + PARAMETER_CLOSE + "\n"
+_LOOSE_VALUE_END = re.compile(re.escape(PARAMETER_CLOSE) + r"\s*(?=<)")
 
 
 def function_open(name: str) -> str:
@@ -133,12 +135,7 @@ class Qwen3CoderParser(BufferedParser):
             self._state = "function"
             return True
         if self._state == "value":
-            at = self.buffer.find(PARAMETER_CLOSE)
-            if at < 0:
-                return False
-            self._add_parameter(events, self.buffer[:at])
-            self.buffer, self._state = self.buffer[at + len(PARAMETER_CLOSE) :], "params"
-            return True
+            return self._step_value(events)
         text = self.buffer.lstrip()
         if not text:
             return False
@@ -180,9 +177,22 @@ class Qwen3CoderParser(BufferedParser):
             self.buffer = self.buffer[len(CALL_SEPARATOR) :]
         return True
 
+    def _step_value(self, events: list[ToolCallEvent]) -> bool:
+        """A value ends at "\n</parameter>\n", as the grammar writes it (the text may hold a bare
+        </parameter>); without a grammar, models also close with </parameter> and the next tag."""
+        at = self.buffer.find(_VALUE_END)
+        if at >= 0:
+            raw, rest = self.buffer[:at], self.buffer[at + len(_VALUE_END) :]
+        else:
+            loose = _LOOSE_VALUE_END.search(self.buffer)
+            if loose is None:
+                return False
+            raw, rest = self.buffer[: loose.start()].removesuffix("\n"), self.buffer[loose.end() :]
+        self._add_parameter(events, raw)
+        self.buffer, self._state = rest, "params"
+        return True
+
     def _add_parameter(self, events: list[ToolCallEvent], raw: str) -> None:
-        raw = raw[1:] if raw.startswith("\n") else raw
-        raw = raw[:-1] if raw.endswith("\n") else raw
         root = self._schemas.get(self._name, {})
         value = parse_value(raw, (root.get("properties") or {}).get(self._key), root)
         fragment = ("{" if not self._sent else ITEM_SEPARATOR) + json.dumps(self._key, ensure_ascii=False)

@@ -58,6 +58,20 @@ def test_qwen3_coder_string_values_are_raw_multiline_text(accepts: Any) -> None:
         "", [("get_weather", json.dumps({"city": 'San José\n<b>"Costa Rica"</b>'}, ensure_ascii=False))])
 
 
+def test_qwen3_coder_value_ends_where_the_grammar_ends_it(accepts: Any) -> None:
+    value = "\nsee </parameter> here\n</parameter>x"  # a bare close tag inside is text
+    text = f"<tool_call>\n<function=get_weather>\n<parameter=city>\n{value}\n</parameter>\n</function>\n</tool_call>"
+    assert accepts("qwen3_coder", TOOLS, "required", text)
+    for chunk in (1, len(text)):
+        parser = QWEN3_CODER.parser()
+        for start in range(0, len(text), chunk):
+            parser.feed(text[start : start + chunk])
+        parser.finish()
+        assert parser.calls == [("get_weather", json.dumps({"city": value}))]
+    loose = "<tool_call><function=now><parameter=a>1</parameter><parameter=b>x</parameter></function></tool_call>"
+    assert parse_tool_calls(loose, "qwen3_coder") == ("", [("now", '{"a": 1, "b": "x"}')])
+
+
 def test_qwen3_coder_reads_values_by_schema_when_it_has_the_tools() -> None:
     zip_tool = ToolSpec.of("lookup", {"type": "object", "properties": {
         "zip": {"type": "string"}, "count": {"type": "integer"}, "flag": {"type": "boolean"}}})
