@@ -33,7 +33,7 @@ from sluicegate.grammars.tool_formats.base import (
     ToolCallEvent,
     ToolCallStart,
 )
-from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, regex_escape
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, regex_escape, resolve
 from sluicegate.grammars.tool_formats.qwen3_values import parse_value, render_value, value_kind
 from sluicegate.grammars.tool_formats.stream_util import BufferedParser, partial_marker_len
 
@@ -99,6 +99,7 @@ def _call_rules(i: int, name: str, schema: Any) -> list[str]:
 def _value(prop: Any, root: dict[str, Any], rule: str, lines: list[str]) -> str:
     """The grammar of one parameter's value followed by its close; extra rules go to `lines`."""
     close = lark_str("\n" + PARAMETER_CLOSE + "\n")
+    prop = resolve(prop, root)
     kind = value_kind(prop, root)
     if kind == "raw":
         return "raw"

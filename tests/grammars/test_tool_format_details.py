@@ -145,6 +145,20 @@ def test_value_scanner_and_marker_holdback() -> None:
     assert partial_marker_len("text", ["<|python_tag|>"]) == 0
 
 
+def test_refs_to_defs_hold_in_the_formats_that_write_their_own_grammar(accepts: Any) -> None:
+    tool = ToolSpec.of("paint", {"$defs": {"color": {"enum": ["red", "blue"]}, "on": {"type": "boolean"}},
+                                 "type": "object", "properties": {"color": {"$ref": "#/$defs/color"},
+                                                                  "wet": {"$ref": "#/$defs/on"}},
+                                 "required": ["color", "wet"]})
+    good = {"pythonic": '[paint(color="red", wet=False)]',
+            "qwen3_coder": "<tool_call>\n<function=paint>\n<parameter=color>\nred\n</parameter>\n"
+                           "<parameter=wet>\nFalse\n</parameter>\n</function>\n</tool_call>"}
+    for fmt, text in good.items():
+        assert accepts(fmt, (tool,), "required", text)
+        assert not accepts(fmt, (tool,), "required", text.replace("red", "green"))
+        assert json.loads(parse_tool_calls(text, fmt)[1][0][1]) == {"color": "red", "wet": False}
+
+
 def test_schema_with_a_string_enum_and_required_keys_holds_in_each_format(accepts: Any) -> None:
     for fmt, text in [
         ("pythonic", '[get_weather(city="x", units="K")]'),
