@@ -90,10 +90,9 @@ class HarmonyParser(BufferedParser):
             return self._step_body(events)
         at = self.buffer.find(MESSAGE)
         if at < 0:
-            if not self.buffer.lstrip() or self.buffer.lstrip().startswith(("<|", " to=", "to=")):
+            text = self.buffer.lstrip()
+            if any(text.startswith(m) or m.startswith(text) for m in ("<|", "to=")):
                 return False  # a header still arriving
-            if partial_marker_len(self.buffer, [CHANNEL, START]) == len(self.buffer):
-                return False
             self._state = "plain"
             return True
         header, self.buffer = self.buffer[:at], self.buffer[at + len(MESSAGE) :]
@@ -148,6 +147,8 @@ class HarmonyParser(BufferedParser):
             self._close(events)
         elif self._state == "plain" and self.buffer:
             events.append(ContentDelta(self.buffer))
+        elif self._state == "header" and self.buffer.strip() and CHANNEL not in self.buffer:
+            events.append(ContentDelta(self.buffer))  # `<|...` that never became a header: text
 
 
 def render_call(name: str, arguments: str) -> str:
