@@ -39,6 +39,13 @@ _RECIPIENT = re.compile(r"to=functions\.([^\s<]+)")
 _CHANNEL = re.compile(re.escape(CHANNEL) + r"\s*(\w+)")
 
 
+def _may_be_header(text: str) -> bool:
+    """Whether text is (or may still become) a message header: `<|channel|>…`, `<|start|>…`, or a
+    recipient before the channel (` to=functions.x<|channel|>…`)."""
+    text = text.lstrip()
+    return any(text.startswith(m) or m.startswith(text) for m in ("<|", "to="))
+
+
 def call_header(name: str) -> str:
     """The text after <|channel|> of a call message, up to <|constrain|>."""
     return f"commentary to=functions.{name} "
@@ -88,13 +95,12 @@ class HarmonyParser(BufferedParser):
             return False
         if self._state == "body":
             return self._step_body(events)
-        at = self.buffer.find(MESSAGE)
-        if at < 0:
-            text = self.buffer.lstrip()
-            if any(text.startswith(m) or m.startswith(text) for m in ("<|", "to=")):
-                return False  # a header still arriving
+        if not _may_be_header(self.buffer):
             self._state = "plain"
             return True
+        at = self.buffer.find(MESSAGE)
+        if at < 0:
+            return False  # a header still arriving
         header, self.buffer = self.buffer[:at], self.buffer[at + len(MESSAGE) :]
         self._open(header, events)
         return True
@@ -119,8 +125,6 @@ class HarmonyParser(BufferedParser):
             return False
         self.buffer = self.buffer[found[0] + len(found[1]) :]
         self._close(events)
-        if self.buffer.startswith(START):  # the next message's role follows: part of its header
-            self.buffer = self.buffer[len(START) :].removeprefix("assistant")
         return True
 
     def _release(self, text: str, events: list[ToolCallEvent]) -> None:
@@ -147,8 +151,7 @@ class HarmonyParser(BufferedParser):
             self._close(events)
         elif self._state == "plain" and self.buffer:
             events.append(ContentDelta(self.buffer))
-        elif self._state == "header" and self.buffer.strip() and CHANNEL not in self.buffer:
-            events.append(ContentDelta(self.buffer))  # `<|...` that never became a header: text
+        # a header cut short (max_tokens) is dropped: it would have been markers, not content
 
 
 def render_call(name: str, arguments: str) -> str:

@@ -30,6 +30,16 @@ def call_object(name: str, arguments: str, args_key: str = "arguments") -> str:
     return call_head(name, args_key) + arguments + "}"
 
 
+def _json_string(quoted: str) -> str:
+    """A JSON string literal's value; one the grammar would not have written (a raw newline, a bad
+    escape) is taken as the text between its quotes."""
+    try:
+        value = json.loads(quoted)
+    except ValueError:
+        return quoted[1:-1]
+    return value if isinstance(value, str) else quoted[1:-1]
+
+
 def _call_of(value: Any) -> tuple[str, str] | None:
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
         return None
@@ -70,7 +80,7 @@ class JsonCallReader:
         if self._args is None:
             head = CALL_HEAD.match(self.text)
             if head is not None and (end is None or head.end() < len(self.text)):
-                self._name = json.loads(head.group(1))
+                self._name = _json_string(head.group(1))
                 events.append(ToolCallStart(self.index, self._name))
                 self._args = ValueScanner()
                 self._scan_args(self.text[head.end() :], events)

@@ -100,11 +100,12 @@ class MistralArgsParser(BufferedParser):
             return True
         if self._state == "name":
             at = self.buffer.find(ARGS)
-            if at < 0:
-                if all(ch in _NAME_CHARS or ch in ARGS + CALL_ID for ch in self.buffer):
-                    return False  # the name (or [ARGS]) is still arriving
+            head = self.buffer[:at] if at >= 0 else self.buffer
+            if not all(ch in _NAME_CHARS or ch in ARGS + CALL_ID for ch in head):
                 self._state = "content"  # [TOOL_CALLS] and no name: prose after all
                 return True
+            if at < 0:
+                return False  # the name (or [ARGS]) is still arriving
             self.index += 1
             self._name = self.buffer[:at].split(CALL_ID)[0].strip()  # newer: name[CALL_ID]id[ARGS]
             events.append(ToolCallStart(self.index, self._name))

@@ -119,7 +119,7 @@ class PythonicParser(BufferedParser):
             return True
         if self._state == "value":
             return self._step_value(events)
-        text = self.buffer.lstrip().lstrip(",").lstrip()
+        text = self.buffer.lstrip(" \t\r\n,")  # spacing and commas between items
         if not text:
             self.buffer = text
             return False

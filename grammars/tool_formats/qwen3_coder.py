@@ -44,7 +44,8 @@ ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "  # JSON values as the template's tojs
 _FUNCTION_OPEN = re.compile(r"\s*<function=([^>\n]*)>\n?")
 _PARAMETER_OPEN = re.compile(r"\s*<parameter=([^>\n]*)>\n?")
 _VALUE_END = "\n" + PARAMETER_CLOSE + "\n"
-_LOOSE_VALUE_END = re.compile(re.escape(PARAMETER_CLOSE) + r"\s*(?=<)")
+# without a grammar models also write `value</parameter>` straight before the next tag
+_LOOSE_VALUE_END = re.compile(re.escape(PARAMETER_CLOSE) + r"\s*(?=<parameter=|</function>)")
 
 
 def function_open(name: str) -> str:
@@ -128,9 +129,12 @@ class Qwen3CoderParser(BufferedParser):
         self._name = ""
         self._key = ""
         self._sent = ""  # the arguments JSON text released so far
+        self._after_call = False  # a call just closed: a newline next separates calls, no content
 
     def _step(self, events: list[ToolCallEvent]) -> bool:
         if self._state == "content":
+            if self._after_call:
+                self.buffer, self._after_call = self.buffer.removeprefix(CALL_SEPARATOR), False
             if self._content_until(events, [TOOL_CALL_OPEN]) is None:
                 return False
             self._state = "function"
@@ -170,25 +174,23 @@ class Qwen3CoderParser(BufferedParser):
             return True
         # close: the call's </tool_call>, then content again
         if text.startswith(TOOL_CALL_CLOSE):
-            self.buffer = text[len(TOOL_CALL_CLOSE) :]
+            self.buffer, self._after_call = text[len(TOOL_CALL_CLOSE) :], True
         elif partial_marker_len(text, [TOOL_CALL_CLOSE]) == len(text):
             return False
         self._state = "content"
-        if self.buffer.startswith(CALL_SEPARATOR):  # the newline between two calls is no content
-            self.buffer = self.buffer[len(CALL_SEPARATOR) :]
         return True
 
     def _step_value(self, events: list[ToolCallEvent]) -> bool:
         """A value ends at "\n</parameter>\n", as the grammar writes it (the text may hold a bare
-        </parameter>); without a grammar, models also close with </parameter> and the next tag."""
+        </parameter>), or at </parameter> right before the next tag, as models write it unguided."""
         at = self.buffer.find(_VALUE_END)
-        if at >= 0:
+        loose = _LOOSE_VALUE_END.search(self.buffer)
+        if loose is not None and (at < 0 or loose.start() < at):  # the first end there is
+            raw, rest = self.buffer[: loose.start()].removesuffix("\n"), self.buffer[loose.end() :]
+        elif at >= 0:
             raw, rest = self.buffer[:at], self.buffer[at + len(_VALUE_END) :]
         else:
-            loose = _LOOSE_VALUE_END.search(self.buffer)
-            if loose is None:
-                return False
-            raw, rest = self.buffer[: loose.start()].removesuffix("\n"), self.buffer[loose.end() :]
+            return False
         self._add_parameter(events, raw)
         self.buffer, self._state = rest, "params"
         return True

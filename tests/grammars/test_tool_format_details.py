@@ -48,7 +48,7 @@ def test_harmony_parser_reads_the_recipient_in_the_role_too() -> None:
     text = ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Oslo"}<|call|>'
     assert parse_tool_calls(text, "harmony") == ("", [("get_weather", '{"city": "Oslo"}')])
     assert parse_tool_calls("plain words, no header", "harmony") == ("plain words, no header", [])
-    assert parse_tool_calls("<|not a header", "harmony") == ("<|not a header", [])
+    assert parse_tool_calls("<|start|>assistant<|chan", "harmony") == ("", [])  # a header cut short
 
 
 def test_qwen3_coder_string_values_are_raw_multiline_text(accepts: Any) -> None:
