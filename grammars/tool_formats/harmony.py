@@ -28,8 +28,13 @@ from sluicegate.grammars.tool_formats.base import (
     ToolCallStart,
 )
 from sluicegate.grammars.tool_formats.harmony_prompt import tools_namespace
-from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, special
-from sluicegate.grammars.tool_formats.stream_util import BufferedParser, find_marker, partial_marker_len
+from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, prose_without, special
+from sluicegate.grammars.tool_formats.stream_util import (
+    BufferedParser,
+    ValueScanner,
+    find_marker,
+    partial_marker_len,
+)
 
 START, END, MESSAGE, CHANNEL = "<|start|>", "<|end|>", "<|message|>", "<|channel|>"
 CONSTRAIN, CALL, RETURN = "<|constrain|>", "<|call|>", "<|return|>"
@@ -65,7 +70,8 @@ def harmony_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
         f'analysis: {special(CHANNEL)} "analysis" {special(MESSAGE)} TEXT {next_message}',
         f'preamble: {special(CHANNEL)} "commentary" {special(MESSAGE)} TEXT {next_message}',
         f'final: {special(CHANNEL)} "final" {special(MESSAGE)} TEXT',
-        "TEXT: /(?s:.*)/",  # special tokens never match text: a message's text ends at its marker
+        # a message's text ends at its marker (a special token, never text); nor may it spell one
+        f"TEXT: {prose_without([START, END, MESSAGE, CHANNEL, CALL, RETURN])}",
         f"calls: call{more}",
         f"call: {special(CHANNEL)} (" + " | ".join(f"call_{i}" for i in range(len(tools))) + f") {special(CALL)}",
     ]
@@ -84,9 +90,10 @@ class HarmonyParser(BufferedParser):
     def __init__(self) -> None:
         super().__init__()
         self._state = "header"  # header | body | plain
-        self._kind = ""  # call | content | reasoning
+        self._kind = ""  # call | content | reasoning | rest (after a call's arguments)
         self._name = ""
         self._sent = ""
+        self._args = ValueScanner()  # a call's body is its arguments object: it ends where they do
 
     def _step(self, events: list[ToolCallEvent]) -> bool:
         if self._state == "plain":  # output that is no harmony message: all content
@@ -110,13 +117,23 @@ class HarmonyParser(BufferedParser):
         channel = _CHANNEL.search(header)
         self._state = "body"
         if recipient is not None:
-            self._kind, self._name, self._sent = "call", recipient.group(1), ""
+            self._kind, self._name, self._sent, self._args = "call", recipient.group(1), "", ValueScanner()
             self.index += 1
             events.append(ToolCallStart(self.index, recipient.group(1)))
         else:
             self._kind = "reasoning" if channel is not None and channel.group(1) == "analysis" else "content"
 
     def _step_body(self, events: list[ToolCallEvent]) -> bool:
+        if self._kind == "call":  # marker text inside a JSON string is no marker: scan the JSON
+            piece, self.buffer = self.buffer, ""
+            end = self._args.feed(piece)
+            self._release(piece if end is None else piece[:end], events)
+            if end is None:
+                return False
+            self.buffer = piece[end:]
+            self._close(events)
+            self._state, self._kind = "body", "rest"  # what follows up to the end marker is dropped
+            return True
         found = find_marker(self.buffer, _BODY_ENDS)
         end = found[0] if found is not None else len(self.buffer) - partial_marker_len(self.buffer, _BODY_ENDS)
         self._release(self.buffer[:end], events)

@@ -14,7 +14,7 @@ from sluicegate.grammars.conformance import walk
 from sluicegate.grammars.tool_formats import get_format, parse_tool_calls
 from sluicegate.grammars.tool_formats.qwen3_coder import QWEN3_CODER
 from sluicegate.grammars.tool_formats.stream_util import ValueScanner, partial_marker_len
-from tests.grammars.tool_format_cases import TOOLS, WEATHER, format_tokenizer
+from tests.grammars.tool_format_cases import LAYOUTS, TOOLS, WEATHER, format_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,13 @@ def accepts() -> Any:
     backend = get_backend("llguidance", tokenizer)
     mask = allocate_bitmask(1, backend.vocab_size)
 
-    def check(fmt: str, tools: tuple[ToolSpec, ...], choice: str, text: str) -> bool:
+    def check(fmt: str, tools: tuple[ToolSpec, ...], choice: str, text: str, plain: str = "") -> bool:
+        """`plain`: a part of `text` whose special-token text is spelled with ordinary tokens."""
         grammar = backend.compile(ToolCalls(tools, choice, True, fmt))
-        ids = tokenizer.encode(text, add_special_tokens=False)
+        head, _, tail = text.partition(plain) if plain else (text, "", "")
+        ids = [*tokenizer.encode(head, add_special_tokens=False),
+               *tokenizer.encode(plain, add_special_tokens=False, split_special_tokens=True),
+               *tokenizer.encode(tail, add_special_tokens=False)]
         return bool(walk(grammar, ids, int(tokenizer.eos_token_id), mask).accepted)
 
     return check
@@ -42,6 +46,18 @@ def test_harmony_reasoning_comes_first_and_is_not_content(accepts: Any) -> None:
     assert parse_tool_calls(THOUGHT + CALL, "harmony") == ("", [("now", "{}")])
     assert parse_tool_calls(THOUGHT + "<|channel|>final<|message|>It is noon.<|return|>", "harmony") == (
         "It is noon.", [])
+
+
+def test_marker_text_inside_arguments_and_prose_is_never_a_marker(accepts: Any) -> None:
+    """Output is decoded with special tokens kept, so a marker's text inside a JSON string must
+    not end a call, and prose may not spell a marker (the parser could not tell it from one)."""
+    tricky = {"city": 'a "<|call|>" b <|end|> [TOOL_CALLS] <｜tool▁call▁end｜> ]} \\'}
+    for fmt in ("harmony", "mistral", "mistral_args", "deepseek_v3", "llama3_json", "granite"):
+        text = LAYOUTS[fmt].calls([("get_weather", tricky)])
+        escaped = json.dumps(tricky["city"], ensure_ascii=False)[1:-1]  # the string's text, as ordinary tokens
+        assert accepts(fmt, TOOLS, "required", text, escaped), fmt
+        assert [json.loads(a) for _, a in parse_tool_calls(text, fmt)[1]] == [tricky], fmt
+    assert not accepts("harmony", TOOLS, "auto", "<|channel|>final<|message|>so <|end|> spelled out")
 
 
 def test_harmony_parser_reads_the_recipient_in_the_role_too() -> None:
