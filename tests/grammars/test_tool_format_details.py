@@ -52,10 +52,10 @@ def test_marker_text_inside_arguments_and_prose_is_never_a_marker(accepts: Any) 
     """Output is decoded with special tokens kept, so a marker's text inside a JSON string must
     not end a call, and prose may not spell a marker (the parser could not tell it from one)."""
     tricky = {"city": 'a "<|call|>" b <|end|> [TOOL_CALLS] <｜tool▁call▁end｜> ]} \\'}
-    for fmt in ("harmony", "mistral", "mistral_args", "deepseek_v3", "llama3_json", "granite"):
+    for fmt in LAYOUTS:
         text = LAYOUTS[fmt].calls([("get_weather", tricky)])
         escaped = json.dumps(tricky["city"], ensure_ascii=False)[1:-1]  # the string's text, as ordinary tokens
-        assert accepts(fmt, TOOLS, "required", text, escaped), fmt
+        assert accepts(fmt, TOOLS, "required", text, tricky["city"] if fmt == "qwen3_coder" else escaped), fmt
         assert [json.loads(a) for _, a in parse_tool_calls(text, fmt)[1]] == [tricky], fmt
     assert not accepts("harmony", TOOLS, "auto", "<|channel|>final<|message|>so <|end|> spelled out")
 
