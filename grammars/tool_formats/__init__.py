@@ -1,7 +1,10 @@
-"""Tool-call formats, one file each behind the ToolFormat interface (base.py).
+"""Tool-call formats, one file each behind the ToolFormat interface (base.py): hermes, llama3_json,
+pythonic, mistral and mistral_args, qwen3_coder, phi4_mini, granite (both on json_list.py),
+harmony, deepseek_v3 and deepseek_v31.
 
 `format_for_template` picks a model's format from its chat template once at load; a template that
-names no known format gets hermes, with a logged note. `get_format` resolves an explicit choice.
+names no known format gets hermes, with a logged note. `get_format` resolves an explicit choice
+(--tool-call-format).
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from sluicegate.grammars.tool_formats.qwen3_coder import QWEN3_CODER
 log = logging.getLogger(__name__)
 
 # Detection order: the first format whose markers the template holds wins; hermes last, as the
-# fallback. Qwen3-Coder's template also writes <tool_call> (hermes' marker), so it comes first;
-# mistral_args' templates also hold [TOOL_CALLS] (mistral's), so it comes before mistral; pythonic
-# prompts sit in Llama templates, so pythonic comes before llama3_json.
+# fallback. Qwen3-Coder's template also writes <tool_call> (hermes' marker), so it comes before
+# hermes; mistral_args' templates also hold [TOOL_CALLS] (mistral's), so it comes before mistral;
+# pythonic prompts sit in Llama templates, so pythonic comes before llama3_json.
 FORMATS: dict[str, ToolFormat] = {
     fmt.name: fmt
-    for fmt in (HARMONY, DEEPSEEK_V3, DEEPSEEK_V31, QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE, PYTHONIC, LLAMA3_JSON, HERMES)
+    for fmt in (
+        HARMONY, DEEPSEEK_V3, DEEPSEEK_V31, QWEN3_CODER, MISTRAL_ARGS, MISTRAL, PHI4_MINI, GRANITE,
+        PYTHONIC, LLAMA3_JSON, HERMES,
+    )
 }
 DEFAULT_FORMAT = HERMES.name
 
