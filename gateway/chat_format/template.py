@@ -59,6 +59,14 @@ def check_unicode(text: str) -> None:
                          "send valid Unicode") from None
 
 
+def _added_tokens(tokenizer: Any) -> list[str]:
+    """The tokenizer's added tokens (special ones included): some name a tool-call format."""
+    try:
+        return list(tokenizer.get_added_vocab())
+    except AttributeError:  # not a transformers tokenizer (tests' stand-ins)
+        return []
+
+
 class ChatRenderer:
     """Renders chat requests for one tokenizer + template (built once per engine)."""
 
@@ -67,7 +75,8 @@ class ChatRenderer:
         self.template = chat_template or DEFAULT_TEMPLATE
         self.renders_tools = self._detect_tool_support()
         # tool_format: an explicit choice (--tool-call-format) wins over what the template shows
-        self.tool_format: ToolFormat = get_format(tool_format) if tool_format else format_for_template(chat_template)
+        self.tool_format: ToolFormat = (get_format(tool_format) if tool_format else
+                                        format_for_template(chat_template, _added_tokens(tokenizer)))
 
     def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:

@@ -10,6 +10,7 @@ names no known format gets hermes, with a logged note. `get_format` resolves an 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from sluicegate.grammars.tool_formats.base import (
     ContentDelta,
@@ -54,10 +55,28 @@ def get_format(name: str) -> ToolFormat:
         raise ValueError(f"unknown tool-call format {name!r} (choose from {', '.join(FORMATS)})") from None
 
 
-def format_for_template(chat_template: str | None) -> ToolFormat:
+# A tokenizer whose template shows no tool syntax (a template that ignores tools) may still hold a
+# family's tool tokens: these name the format then. (DeepSeek's tokens do not tell V3 from V3.1.)
+TOKEN_MARKERS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"<|channel|>", "<|message|>", "<|call|>"}), HARMONY.name),
+    (frozenset({"[TOOL_CALLS]", "[ARGS]"}), MISTRAL_ARGS.name),
+    (frozenset({"[TOOL_CALLS]"}), MISTRAL.name),
+    (frozenset({"<|tool_call|>", "<|/tool_call|>"}), PHI4_MINI.name),
+    (frozenset({"<|tool_call|>", "<|start_of_role|>"}), GRANITE.name),
+    (frozenset({"<|python_tag|>"}), LLAMA3_JSON.name),
+)
+
+
+def format_for_template(chat_template: str | None, tokens: Collection[str] = ()) -> ToolFormat:
+    """The format the chat template writes calls in; else the one the tokenizer's added `tokens`
+    name; else hermes."""
     for fmt in FORMATS.values():
         if chat_template and fmt.matches_template(chat_template):
             return fmt
+    for markers, name in TOKEN_MARKERS:
+        if markers <= set(tokens):
+            log.info("the chat template names no tool-call format; the tokenizer's tokens name %s", name)
+            return FORMATS[name]
     log.info("the chat template names no known tool-call format; tool calls use %s", DEFAULT_FORMAT)
     return FORMATS[DEFAULT_FORMAT]
 

@@ -64,6 +64,17 @@ def test_unknown_template_falls_back_to_hermes(tokenizer: Any) -> None:
     assert format_for_template(None).name == "hermes"
 
 
+@pytest.mark.parametrize(("tokens", "fmt"), [
+    (["[INST]", "[TOOL_CALLS]"], "mistral"), (["[TOOL_CALLS]", "[ARGS]"], "mistral_args"),
+    (["<|python_tag|>", "<|eot_id|>"], "llama3_json"), (["<|tool_call|>", "<|/tool_call|>"], "phi4_mini"),
+    (["<|channel|>", "<|message|>", "<|call|>"], "harmony"), (["<|im_start|>"], "hermes"),
+])
+def test_a_template_without_tool_syntax_leaves_the_choice_to_the_tokens(tokens: list[str], fmt: str) -> None:
+    chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    assert format_for_template(chatml, tokens).name == fmt
+    assert format_for_template(template("qwen3_coder"), tokens).name == "qwen3_coder"  # the template first
+
+
 @pytest.mark.parametrize("fmt", NAMES)
 def test_tool_call_format_flag_overrides_detection(tokenizer: Any, fmt: str) -> None:
     settings = settings_from_args(parse_args(["serve", "--tool-call-format", fmt]))
