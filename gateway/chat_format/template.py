@@ -9,6 +9,7 @@ agent's growing conversation renders to a growing prefix and keeps hitting the p
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -108,19 +109,27 @@ class ChatRenderer:
         # the template writes special tokens (and BOS, if any) as text: add none twice
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    @staticmethod
-    def _native_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    def _call_id(self, call_id: str) -> str:
+        """The id as the template accepts it: Mistral's templates refuse any id but 9 letters or
+        digits (a format says so with `call_id_length`); the same id always maps the same way."""
+        length = getattr(self.tool_format, "call_id_length", None)
+        if not length:
+            return call_id
+        kept = "".join(ch for ch in call_id if ch.isascii() and ch.isalnum())
+        return (kept if len(kept) >= length else kept + hashlib.sha1(call_id.encode()).hexdigest())[-length:]
+
+    def _native_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for m in messages:
             role = "system" if isinstance(m, SystemMessage) else m.role
             entry: dict[str, Any] = {"role": role, "content": content_text(m.content)}
             if isinstance(m, AssistantMessage) and m.tool_calls:
                 entry["tool_calls"] = [
-                    {"id": c.id, "type": "function",
+                    {"id": self._call_id(c.id), "type": "function",
                      "function": {"name": c.function.name, "arguments": _arguments_object(c.function.arguments)}}
                     for c in m.tool_calls]
             if isinstance(m, ToolMessage):
-                entry["tool_call_id"] = m.tool_call_id
+                entry["tool_call_id"] = self._call_id(m.tool_call_id)
             out.append(entry)
         return out
 

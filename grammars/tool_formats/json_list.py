@@ -138,6 +138,7 @@ class JsonListFormat:
     prompt: Callable[[Sequence[dict[str, Any]]], str]
     results: Callable[[Sequence[str]], str]
     call_end: str | None = None  # calls sit inside one list: no text ends a single call
+    call_id_length: int | None = None  # the only length of call id the family's templates accept
 
     def matches_template(self, chat_template: str) -> bool:
         return all(m in chat_template for m in self.markers) and not any(x in chat_template for x in self.excludes)

@@ -31,6 +31,7 @@ from sluicegate.grammars.tool_formats.stream_util import BufferedParser, ValueSc
 
 TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
+CALL_ID_LENGTH = 9  # Mistral's templates raise on any call id but 9 letters/digits
 CALL_ID = "[CALL_ID]"  # newer Mistral templates put the call's id between the name and [ARGS]
 AVAILABLE_TOOLS, AVAILABLE_TOOLS_END = "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"
 TOOL_RESULTS, TOOL_RESULTS_END = "[TOOL_RESULTS]", "[/TOOL_RESULTS]"
@@ -62,7 +63,7 @@ def _json_or_text(text: str) -> Any:
 
 MISTRAL = JsonListFormat(
     name="mistral", open_token=TOOL_CALLS, close_token=None, markers=(TOOL_CALLS,), excludes=(ARGS,),
-    prompt=tools_system_prompt, results=render_json_results)
+    prompt=tools_system_prompt, results=render_json_results, call_id_length=CALL_ID_LENGTH)
 
 
 def mistral_args_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
@@ -144,6 +145,7 @@ class MistralArgsParser(BufferedParser):
 class MistralArgsFormat:
     name = "mistral_args"
     call_end: str | None = None  # a call ends with its arguments object: no closing text
+    call_id_length = CALL_ID_LENGTH
 
     def matches_template(self, chat_template: str) -> bool:
         return TOOL_CALLS in chat_template and ARGS in chat_template

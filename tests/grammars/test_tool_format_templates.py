@@ -104,6 +104,15 @@ def test_template_renders_tools_calls_and_results_as_the_grammar_writes_them(tok
     assert "And tomorrow?" in text
 
 
+def test_mistral_templates_get_the_nine_character_call_ids_they_demand(tokenizer: Any) -> None:
+    renderer = ChatRenderer(tokenizer, template("mistral"))
+    ids = [renderer._call_id(i) for i in ("call_0", "call_Ab3dEf9hIjKlMnOpQrStUvWx", "x-1")]
+    assert all(len(i) == 9 and i.isalnum() for i in ids) and ids[1] == "jKlMnOpQrStUvWx"[-9:]
+    assert ids == [renderer._call_id(i) for i in ("call_0", "call_Ab3dEf9hIjKlMnOpQrStUvWx", "x-1")]  # stable
+    assert ids[0] != renderer._call_id("call_1")
+    assert ChatRenderer(tokenizer, template("hermes"))._call_id("call_0") == "call_0"  # others as sent
+
+
 @pytest.mark.parametrize("fmt", NAMES)
 def test_template_without_tools_gets_the_formats_prompt_and_call_text(tokenizer: Any, fmt: str) -> None:
     renderer = ChatRenderer(tokenizer, tokenizer.chat_template, fmt)  # SmolLM2's ChatML ignores tools
