@@ -78,6 +78,9 @@ class ChatRenderer:
         # tool_format: an explicit choice (--tool-call-format) wins over what the template shows
         self.tool_format: ToolFormat = (get_format(tool_format) if tool_format else
                                         format_for_template(chat_template, _added_tokens(tokenizer)))
+        # a template may list tools yet drop earlier calls (Granite 3.3's writes only `content`):
+        # then calls go back as the format's text, so the model still sees what it called
+        self.renders_calls = self.renders_tools and self._detect_call_support()
 
     def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:
@@ -93,6 +96,16 @@ class ChatRenderer:
         except Exception:  # a template that breaks on tools does not render them
             return False
         return "sluicegate_probe_tool_3f9c" in with_tools
+
+    def _detect_call_support(self) -> bool:
+        call = {"id": "probe3f9c", "type": "function", "function": {"name": "sluicegate_probe_call_7e21",
+                                                                   "arguments": {}}}
+        probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                 {"role": "tool", "tool_call_id": "probe3f9c", "content": "ok"}, {"role": "user", "content": "and?"}]
+        try:
+            return "sluicegate_probe_call_7e21" in self._apply(probe, [_PROBE_TOOL])
+        except Exception:  # a template that breaks on structured calls gets them as text
+            return False
 
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:
@@ -123,7 +136,10 @@ class ChatRenderer:
         for m in messages:
             role = "system" if isinstance(m, SystemMessage) else m.role
             entry: dict[str, Any] = {"role": role, "content": content_text(m.content)}
-            if isinstance(m, AssistantMessage) and m.tool_calls:
+            if isinstance(m, AssistantMessage) and m.tool_calls and not self.renders_calls:
+                calls = [(c.function.name, c.function.arguments) for c in m.tool_calls]
+                entry["content"] = self.tool_format.render_assistant_content(entry["content"], calls)
+            elif isinstance(m, AssistantMessage) and m.tool_calls:
                 entry["tool_calls"] = [
                     {"id": self._call_id(c.id), "type": "function",
                      "function": {"name": c.function.name, "arguments": _arguments_object(c.function.arguments)}}
