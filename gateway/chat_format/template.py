@@ -98,10 +98,11 @@ class ChatRenderer:
         return "sluicegate_probe_tool_3f9c" in with_tools
 
     def _detect_call_support(self) -> bool:
-        call = {"id": "probe3f9c", "type": "function", "function": {"name": "sluicegate_probe_call_7e21",
-                                                                   "arguments": {}}}
-        probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
-                 {"role": "tool", "tool_call_id": "probe3f9c", "content": "ok"}, {"role": "user", "content": "and?"}]
+        call: dict[str, Any] = {"id": "probe3f9c", "type": "function",  # 9 characters: Mistral's ids
+                                "function": {"name": "sluicegate_probe_call_7e21", "arguments": {}}}
+        probe: list[dict[str, Any]] = [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "probe3f9c", "content": "ok"}, {"role": "user", "content": "and?"}]
         try:
             return "sluicegate_probe_call_7e21" in self._apply(probe, [_PROBE_TOOL])
         except Exception:  # a template that breaks on structured calls gets them as text
