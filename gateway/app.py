@@ -78,7 +78,8 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
         engine = state.engine = await asyncio.to_thread(build_engine, state.settings, progress)
     if not getattr(engine, "is_running", False):
         await engine.start()
-    renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template)
+    renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template,
+                                       state.settings.explicit_tool_format)
     state.renderer = renderer
     state.token_text = TokenText(engine.tokenizer)
     state.model_name = state.settings.served_model_name or engine.model_name
@@ -88,8 +89,8 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
     state.extra_servers += await start_mcp(state, progress)
     state.ready = True
     if owns_engine:
-        tools = "rendered by its template" if renderer.renders_tools else "hermes prompt injected"
-        progress(f"engine started; tool calls: {tools}")
+        tools = "rendered by its template" if renderer.renders_tools else "tool prompt injected"
+        progress(f"engine started; tool calls: {renderer.tool_format.name} format, {tools}")
         scheme = "https" if state.settings.ssl_certfile else "http"
         progress(f"ready: serving {state.model_name} at {scheme}://{state.settings.host}:{state.settings.port}/v1")
 

@@ -102,7 +102,8 @@ async def start(engine: Any, settings: ServeSettings, model_name: str) -> GrpcHa
     from sluicegate.gateway.chat_format import ChatRenderer
 
     # the same renderer class and template as HTTP: prompts render to identical tokens
-    renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template)
+    renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template,
+                                       settings.explicit_tool_format)
     interceptors = [ApiKeyInterceptor(settings.api_key)] if settings.api_key else []
     server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", settings.max_body_bytes),

@@ -12,7 +12,16 @@ from sluicegate.gateway.protocol import (
     NamedToolChoice,
     SamplingFields,
 )
-from sluicegate.grammars.specs import Choice, GrammarSpec, JsonObject, JsonSchema, Lark, Regex, ToolSpec
+from sluicegate.grammars.specs import (
+    Choice,
+    GrammarSpec,
+    JsonObject,
+    JsonSchema,
+    Lark,
+    Regex,
+    ToolCalls,
+    ToolSpec,
+)
 from sluicegate.grammars.tool_formats import DEFAULT_FORMAT
 from sluicegate.grammars.tool_grammar import tool_calls_spec
 
@@ -129,7 +138,12 @@ def chat_params(req: ChatCompletionRequest, grammar: GrammarSpec | None, choice_
     from sluicegate.engine.params import SamplingParams
 
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
+    # A tool-call format's markers may be special tokens ([TOOL_CALLS], <|python_tag|>) that its
+    # parser must see in the text. The tool grammar admits no other special token (prose is text
+    # and EOS never reaches the text), so keeping them in lets nothing else through.
+    keep_specials = isinstance(grammar, ToolCalls)
     return SamplingParams(max_tokens=req.output_limit(), logprobs=logprobs, grammar=grammar,
+                          skip_special_tokens=not keep_specials,
                           **_common(req, choice_index))  # type: ignore[arg-type]
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from sluicegate.engine.config import EngineConfig
 from sluicegate.engine.option import option
+from sluicegate.grammars.tool_formats import FORMATS
+
+AUTO_TOOL_FORMAT = "auto"  # --tool-call-format's default: the format the chat template shows
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -42,3 +45,11 @@ class ServeSettings:
                                     help="level of the HTTP server's (uvicorn's) log; debug and trace add the access log")
     ssl_keyfile: str | None = option(None, help="serve HTTPS: the TLS private key file (with --ssl-certfile)")
     ssl_certfile: str | None = option(None, help="serve HTTPS: the TLS certificate chain file (with --ssl-keyfile)")
+    tool_call_format: str = option(AUTO_TOOL_FORMAT, choices=[AUTO_TOOL_FORMAT, *FORMATS],
+                                   help="syntax of tool calls: 'auto' picks it from the chat template "
+                                        "(hermes when the template shows none)")
+
+    @property
+    def explicit_tool_format(self) -> str | None:
+        """The format --tool-call-format names, or None to detect it from the chat template."""
+        return None if self.tool_call_format == AUTO_TOOL_FORMAT else self.tool_call_format

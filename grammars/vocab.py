@@ -16,6 +16,7 @@ import re
 from typing import Any, cast
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+_BRACKETED = re.compile(r"^\[(/?[A-Za-z0-9_]+)\]$")  # Mistral's control tokens: [TOOL_CALLS], [/INST]
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,6 +129,7 @@ class LLGuidanceVocab:
     def __init__(self, tokenizer: Any, vocab_size: int) -> None:
         table = token_bytes_table(tokenizer)
         names = {i: t for t, i in tokenizer.get_vocab().items()}
+        taken = set(names.values())
         specials = special_token_ids(tokenizer)
         self.tokens: list[bytes] = []
         self.special_token_ids: list[int] = []
@@ -135,7 +137,8 @@ class LLGuidanceVocab:
             raw = table[token_id] if token_id < len(table) else None
             if raw is None or token_id in specials:
                 self.special_token_ids.append(token_id)
-                raw = names.get(token_id, f"<[{token_id}]>").encode("utf-8")
+                name = names.get(token_id, f"<[{token_id}]>")
+                raw = lark_special_name(name, taken).encode("utf-8")
             self.tokens.append(raw)
         self.eos_token_id = eos_token_ids(tokenizer)[0]
         self.bos_token_id = tokenizer.bos_token_id
@@ -147,6 +150,17 @@ class LLGuidanceVocab:
             text = text.decode("utf-8")
         ids: list[int] = self._text_tokenizer.encode(text, add_special_tokens=False).ids
         return ids
+
+
+def lark_special_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """The name a lark grammar gives a special token. llguidance only knows `<...>` names, so
+    Mistral's `[TOOL_CALLS]` is called `<TOOL_CALLS>` there (mistral_common's llguidance wrapper
+    does the same), unless the tokenizer already has a token spelled that way."""
+    bracketed = _BRACKETED.match(name)
+    if bracketed is None:
+        return name
+    renamed = f"<{bracketed.group(1)}>"
+    return name if renamed in taken else renamed
 
 
 def text_only_tokenizer(tokenizer: Any) -> Any:

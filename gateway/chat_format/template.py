@@ -9,6 +9,7 @@ agent's growing conversation renders to a growing prefix and keeps hitting the p
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +60,14 @@ def check_unicode(text: str) -> None:
                          "send valid Unicode") from None
 
 
+def _added_tokens(tokenizer: Any) -> list[str]:
+    """The tokenizer's added tokens (special ones included): some name a tool-call format."""
+    try:
+        return list(tokenizer.get_added_vocab())
+    except AttributeError:  # not a transformers tokenizer (tests' stand-ins)
+        return []
+
+
 class ChatRenderer:
     """Renders chat requests for one tokenizer + template (built once per engine)."""
 
@@ -67,7 +76,11 @@ class ChatRenderer:
         self.template = chat_template or DEFAULT_TEMPLATE
         self.renders_tools = self._detect_tool_support()
         # tool_format: an explicit choice (--tool-call-format) wins over what the template shows
-        self.tool_format: ToolFormat = get_format(tool_format) if tool_format else format_for_template(chat_template)
+        self.tool_format: ToolFormat = (get_format(tool_format) if tool_format else
+                                        format_for_template(chat_template, _added_tokens(tokenizer)))
+        # a template may list tools yet drop earlier calls (Granite 3.3's writes only `content`):
+        # then calls go back as the format's text, so the model still sees what it called
+        self.renders_calls = self.renders_tools and self._detect_call_support()
 
     def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:
@@ -84,6 +97,17 @@ class ChatRenderer:
             return False
         return "sluicegate_probe_tool_3f9c" in with_tools
 
+    def _detect_call_support(self) -> bool:
+        call: dict[str, Any] = {"id": "probe3f9c", "type": "function",  # 9 characters: Mistral's ids
+                                "function": {"name": "sluicegate_probe_call_7e21", "arguments": {}}}
+        probe: list[dict[str, Any]] = [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "probe3f9c", "content": "ok"}, {"role": "user", "content": "and?"}]
+        try:
+            return "sluicegate_probe_call_7e21" in self._apply(probe, [_PROBE_TOOL])
+        except Exception:  # a template that breaks on structured calls gets them as text
+            return False
+
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:
         """The prompt text; template_kwargs are extra template variables (a request's chat_template_kwargs)."""
@@ -99,19 +123,30 @@ class ChatRenderer:
         # the template writes special tokens (and BOS, if any) as text: add none twice
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    @staticmethod
-    def _native_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    def _call_id(self, call_id: str) -> str:
+        """The id as the template accepts it: Mistral's templates refuse any id but 9 letters or
+        digits (a format says so with `call_id_length`); the same id always maps the same way."""
+        length = getattr(self.tool_format, "call_id_length", None)
+        if not length:
+            return call_id
+        kept = "".join(ch for ch in call_id if ch.isascii() and ch.isalnum())
+        return (kept if len(kept) >= length else kept + hashlib.sha1(call_id.encode()).hexdigest())[-length:]
+
+    def _native_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for m in messages:
             role = "system" if isinstance(m, SystemMessage) else m.role
             entry: dict[str, Any] = {"role": role, "content": content_text(m.content)}
-            if isinstance(m, AssistantMessage) and m.tool_calls:
+            if isinstance(m, AssistantMessage) and m.tool_calls and not self.renders_calls:
+                calls = [(c.function.name, c.function.arguments) for c in m.tool_calls]
+                entry["content"] = self.tool_format.render_assistant_content(entry["content"], calls)
+            elif isinstance(m, AssistantMessage) and m.tool_calls:
                 entry["tool_calls"] = [
-                    {"id": c.id, "type": "function",
+                    {"id": self._call_id(c.id), "type": "function",
                      "function": {"name": c.function.name, "arguments": _arguments_object(c.function.arguments)}}
                     for c in m.tool_calls]
             if isinstance(m, ToolMessage):
-                entry["tool_call_id"] = m.tool_call_id
+                entry["tool_call_id"] = self._call_id(m.tool_call_id)
             out.append(entry)
         return out
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from sluicegate.grammars.vocab import lark_special_name
 
 
 def lark_str(text: str) -> str:
@@ -29,3 +32,29 @@ def regex_escape(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def special(token: str) -> str:
+    """A special token in a lark rule: matched as that one token, never as its text."""
+    return lark_special_name(token)
+
+
+def prose_without(markers: Sequence[str], body: str = "/(?s:.*)/") -> str:
+    """A terminal for auto mode's prose: `body`, holding none of `markers` as text. A special token
+    never matches text, but the parser reads text, where the token and its spelling look alike:
+    so the prose may not spell a marker either."""
+    return " & ".join([body, *(f"~/(?s:.*){regex_escape(m)}(?s:.*)/" for m in markers)])
+
+
+def resolve(schema: Any, root: dict[str, Any]) -> Any:
+    """Follow a local "$ref" (#/$defs/X, #/definitions/X) one hop at a time; others stay."""
+    seen = 0
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 16:
+        ref: str = schema["$ref"]
+        node: Any = root
+        for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else ["\0"]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return schema
+        schema, seen = node, seen + 1
+    return schema
