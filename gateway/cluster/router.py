@@ -4,10 +4,11 @@ The policy itself is routing.py (plain Python, unit-tested); this adapter feeds 
 replica's load and returns its ranking as Ray Serve's ranks (one replica per rank, so the
 preferred replica is tried first and the next ones only when it refuses: its queue is full).
 
-Load of a replica = requests in flight there: the larger of Ray Serve's own count (it counts what
-this router sent and what the replica reported when probed) and the engine's waiting + running
-from record_routing_stats(), plus the requests this router has chosen it for but not yet sent
-(so a burst of requests routed in the same instant sees its own earlier choices).
+Load of a replica = requests in flight there: Ray Serve's own count (what this router sent, and
+what the replica said when probed; exact and current), or when Serve has no fresh count, the
+engine's waiting + running from record_routing_stats() (a second old); plus the requests this
+router has chosen it for but not yet sent, so a burst routed in one instant sees its own choices.
+The KV use each replica reports breaks ties.
 
 Ray Serve pickles this module by value into the process that holds the deployment handle (the
 ingress); the policy and messages modules it imports are imported there by name.
@@ -54,7 +55,7 @@ class PrefixSessionRouter(RequestRouter):
         avoid = request.avoid if request is not None else frozenset()
         live = {rid: r for rid, r in by_id.items() if rid not in avoid} or by_id
         key = request.key if request is not None else RouteKey()
-        decision = rank(key, self._loads(live), self._table, self._policy, self._rng)
+        decision = rank(key, self._loads(live), self._table, self._policy, self._rng, self._kv_usage(live))
         if pending_request is not None and request is not None and decision.order:
             self._chosen[pending_request.metadata.internal_request_id] = _Choice(
                 decision.order[0], decision.reason, request)
@@ -71,11 +72,16 @@ class PrefixSessionRouter(RequestRouter):
             pending[choice.replica] = pending.get(choice.replica, 0) + 1
         loads = {}
         for rid, replica in replicas.items():
-            stats = replica.routing_stats or {}
-            reported = float(stats.get("waiting", 0)) + float(stats.get("running", 0))
-            counted = self._replica_queue_len_cache.get(replica.replica_id) or 0
-            loads[rid] = max(reported, float(counted)) + pending.get(rid, 0)
+            counted = self._replica_queue_len_cache.get(replica.replica_id)
+            if counted is None:  # no fresh count from Ray Serve: the replica's last report
+                stats = replica.routing_stats or {}
+                counted = int(stats.get("waiting", 0)) + int(stats.get("running", 0))
+            loads[rid] = float(counted + pending.get(rid, 0))
         return loads
+
+    @staticmethod
+    def _kv_usage(replicas: dict[str, RunningReplica]) -> dict[str, float]:
+        return {rid: float((r.routing_stats or {}).get("kv_usage", 0.0)) for rid, r in replicas.items()}
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
         self._confirm(pending_request.metadata.internal_request_id, replica_id.unique_id)

@@ -11,7 +11,8 @@ The policy, in order:
    prompt's hashed blocks, so a short shared preamble (the template's default system prompt)
    does not pin every conversation to one replica.
 2. Otherwise the less loaded of two replicas drawn at random (power of two choices); ties go to
-   the replica that has started fewer sessions, so new conversations spread evenly.
+   the replica that has started fewer sessions, so new conversations spread evenly, then to the
+   one with less of its KV cache in use.
 
 The router adapter (router.py) feeds loads in and turns the ranking into Ray Serve's ranks.
 """
@@ -112,19 +113,21 @@ class AffinityTable:
 
 
 def rank(key: RouteKey, loads: Mapping[str, float], table: AffinityTable, policy: RoutingPolicy,
-         rng: random.Random | None = None) -> Decision:
-    """Order the replicas in `loads` (replica -> requests in flight) for this request."""
+         rng: random.Random | None = None, kv_usage: Mapping[str, float] | None = None) -> Decision:
+    """Order the replicas in `loads` (replica -> requests in flight) for this request; `kv_usage`
+    (replica -> share of its KV cache in use) breaks ties between equally loaded replicas."""
     if not loads:
         return Decision((), "new")
     rng = rng or random.Random()
+    kv = kv_usage or {}
     owner = None if key.empty else table.owner(key, loads, policy.min_match)
     least = min(loads.values())
     if owner is not None and loads[owner] - least <= policy.imbalance:
-        rest = _by_load([r for r in loads if r != owner], loads, table, rng)
+        rest = _by_load([r for r in loads if r != owner], loads, kv, table, rng)
         return Decision((owner, *rest), "affinity")
     pair = two_choices(list(loads), rng)
-    first = _by_load(pair, loads, table, rng)
-    rest = _by_load([r for r in loads if r not in pair], loads, table, rng)
+    first = _by_load(pair, loads, kv, table, rng)
+    rest = _by_load([r for r in loads if r not in pair], loads, kv, table, rng)
     return Decision((*first, *rest), "new" if owner is None else "balance")
 
 
@@ -132,7 +135,8 @@ def two_choices(replicas: Sequence[str], rng: random.Random) -> list[str]:
     return list(replicas) if len(replicas) <= 2 else rng.sample(list(replicas), 2)
 
 
-def _by_load(replicas: Sequence[str], loads: Mapping[str, float], table: AffinityTable,
-             rng: random.Random) -> list[str]:
-    """Least load first; then fewest sessions started (spreads new conversations); then random."""
-    return sorted(replicas, key=lambda r: (loads[r], table.sessions_started(r), rng.random()))
+def _by_load(replicas: Sequence[str], loads: Mapping[str, float], kv: Mapping[str, float],
+             table: AffinityTable, rng: random.Random) -> list[str]:
+    """Least load first; then fewest sessions started (spreads new conversations); then least KV
+    in use; then random."""
+    return sorted(replicas, key=lambda r: (loads[r], table.sessions_started(r), kv.get(r, 0.0), rng.random()))
