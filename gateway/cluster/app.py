@@ -39,13 +39,12 @@ def router_config(settings: ServeSettings, router: str = "prefix") -> Any:
 
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {ROUTERS}, got {router!r}")
-    if router == "pow2":
-        return RequestRouterConfig(request_routing_stats_period_s=ROUTING_STATS_PERIOD_S)
-    cluster = settings.cluster
-    return RequestRouterConfig(
-        request_router_class="sluicegate.gateway.cluster.router.PrefixSessionRouter",
-        request_router_kwargs={"imbalance": cluster.route_imbalance, "min_match": cluster.route_min_match},
-        request_routing_stats_period_s=ROUTING_STATS_PERIOD_S)
+    # keyword dicts: Ray annotates RequestRouterConfig(**kwargs) as taking dicts only
+    options: dict[str, Any] = {"request_routing_stats_period_s": ROUTING_STATS_PERIOD_S}
+    if router == "prefix":
+        options |= {"request_router_class": "sluicegate.gateway.cluster.router.PrefixSessionRouter",
+                    "request_router_kwargs": {"imbalance": settings.cluster.route_imbalance}}
+    return RequestRouterConfig(**options)
 
 
 def build_app(settings: ServeSettings, router: str = "prefix") -> Any:
@@ -58,16 +57,16 @@ def build_app(settings: ServeSettings, router: str = "prefix") -> Any:
     settings = with_replica_threads(settings)
     threads = settings.engine.num_threads
     engine = serve.deployment(
-        EngineReplica, name="engine", num_replicas=settings.replicas or 1,
+        name="engine", num_replicas=settings.replicas or 1,
         # the engine queues and batches by itself; beyond its running cap, requests wait in the
         # router instead, where they can still go to another replica
         max_ongoing_requests=settings.engine.scheduler.max_num_seqs,
         ray_actor_options={"num_cpus": threads},
         request_router_config=router_config(settings, router),
         graceful_shutdown_timeout_s=settings.graceful_shutdown_s,
-    ).bind(settings)
-    ingress = serve.deployment(Ingress, name="ingress", num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING,
-                               ray_actor_options={"num_cpus": 0})
+    )(EngineReplica).bind(settings)
+    ingress = serve.deployment(name="ingress", num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING,
+                               ray_actor_options={"num_cpus": 0})(Ingress)
     return ingress.bind(engine, settings)
 
 

@@ -49,7 +49,7 @@ async def serve_request(app: ASGIApp, request: ForwardedRequest,
     async def send(message: Message) -> None:
         messages.put_nowait(message)
 
-    task = asyncio.create_task(app(http_scope(request), receive, send))
+    task: asyncio.Future[None] = asyncio.ensure_future(app(http_scope(request), receive, send))
     task.add_done_callback(lambda _: messages.put_nowait(_APP_DONE))
     try:
         while True:

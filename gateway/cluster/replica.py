@@ -21,7 +21,7 @@ from sluicegate.gateway.settings import ServeSettings
 class EngineReplica:
     """A Ray Serve deployment class (app.py applies serve.deployment to it)."""
 
-    async def __init__(self, settings: ServeSettings) -> None:
+    async def __init__(self, settings: ServeSettings) -> None:  # type: ignore[misc]  # Serve awaits it
         from ray import serve
 
         from sluicegate.gateway.app import create_app

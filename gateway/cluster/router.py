@@ -38,9 +38,8 @@ UNCONFIRMED_S = 60.0  # a choice never confirmed (the request was cancelled befo
 
 
 class PrefixSessionRouter(RequestRouter):
-    def initialize_state(self, imbalance: int = 4, min_match: float = 0.5, max_entries: int = 200_000,
-                         **_: Any) -> None:
-        self._policy = RoutingPolicy(imbalance=imbalance, min_match=min_match, max_entries=max_entries)
+    def initialize_state(self, imbalance: int = 4, max_entries: int = 200_000, **_: Any) -> None:
+        self._policy = RoutingPolicy(imbalance=imbalance, max_entries=max_entries)
         self._table = AffinityTable(max_entries=max_entries)
         self._chosen: dict[str, _Choice] = {}  # internal request id -> choice not yet confirmed
         self._rng = random.Random()

@@ -12,13 +12,12 @@ class ClusterSettings:
     """How replicas are started and how the router places requests on them."""
 
     route_imbalance: int = option(
-        4, help="with --replicas: a request stays on the replica that holds its prefix or session while that "
-                "replica has at most this many more requests in flight than the least-loaded one")
-    route_min_match: float = option(
-        0.5, help="with --replicas: share of a prompt's leading blocks a replica must have seen for the prompt "
-                  "alone (no session key) to pin the request there")
+        4, help="with --replicas: a conversation (session key, or a prompt that extends an earlier one) stays "
+                "on its replica while that replica has at most this many more requests in flight than the "
+                "least-loaded one")
     route_prefix_blocks: int = option(
-        256, help="with --replicas: KV blocks at the start of a prompt that are hashed for routing")
+        256, help="with --replicas: KV blocks at the start of a prompt that are hashed to recognise its "
+                  "conversation (prompts without prompt_cache_key or x-session-id)")
     ray_address: str | None = option(
         None, help="with --replicas: join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting one")
     ray_object_store_mb: int = option(

@@ -8,9 +8,16 @@ import random
 
 from sluicegate.engine.kv_cache.manager import KVCacheManager
 from sluicegate.gateway.cluster.keys import PromptHasher, block_chain, route_key
-from sluicegate.gateway.cluster.routing import AffinityTable, RouteKey, RoutingPolicy, rank, recorded_depths
+from sluicegate.gateway.cluster.routing import (
+    AffinityTable,
+    Decision,
+    RouteKey,
+    RoutingPolicy,
+    rank,
+    recorded_depths,
+)
 
-POLICY = RoutingPolicy(imbalance=2, min_match=0.5)
+POLICY = RoutingPolicy(imbalance=2)
 IDLE = {"a": 0.0, "b": 0.0}
 
 
@@ -54,13 +61,19 @@ def test_a_later_turn_finds_the_replica_of_the_earlier_prompt() -> None:
     assert route(table, RouteKey(blocks=turn2), {"a": 1.0, "b": 0.0}) == (owner, "affinity")
 
 
-def test_a_short_shared_preamble_does_not_pin_the_prompt() -> None:
+def test_a_shared_opening_only_breaks_ties() -> None:
     table = AffinityTable()
-    route(table, RouteKey(blocks=(1, 2, 3, 4)), IDLE)
-    other = RouteKey(blocks=(1, 20, 30, 40, 50, 60))  # shares 1 block of 6 (< min_match)
-    assert table.owner(other, IDLE, POLICY.min_match) is None
-    longer_share = RouteKey(blocks=(1, 2, 3, 4, 50, 60))  # shares 4 of 6
-    assert table.owner(longer_share, IDLE, POLICY.min_match) is not None
+    system = tuple(range(1, 9))  # 8 blocks every conversation shares (system prompt, tools)
+    owner, _ = route(table, RouteKey(blocks=system + (100, 101)), IDLE)
+    other = "b" if owner == "a" else "a"
+    newcomer = RouteKey(blocks=system + (200, 201))
+    match = table.match(newcomer, IDLE)
+    assert match.owner is None and match.shared == {owner: 8}  # not a continuation: no affinity
+    # the owner has started one session more: the newcomer goes to the other replica
+    assert rank(newcomer, IDLE, table, POLICY, random.Random(0)).order[0] == other
+    table.remember(RouteKey(session="x"), other, True)  # sessions even again: the shared blocks decide
+    assert rank(newcomer, IDLE, table, POLICY, random.Random(0)) == Decision((owner, other), "new")
+    assert rank(newcomer, {owner: 1.0, other: 0.0}, table, POLICY, random.Random(0)).order[0] == other
 
 
 def test_affinity_yields_when_its_replica_is_too_busy() -> None:
@@ -97,8 +110,8 @@ def test_the_table_is_bounded() -> None:
     for i in range(100):
         table.remember(RouteKey(session=str(i)), "a", True)
     assert len(table._owners) == 10
-    assert table.owner(RouteKey(session="99"), IDLE, 0.5) == "a"
-    assert table.owner(RouteKey(session="0"), IDLE, 0.5) is None
+    assert table.match(RouteKey(session="99"), IDLE).owner == "a"
+    assert table.match(RouteKey(session="0"), IDLE).owner is None
 
 
 def test_block_chain_names_the_blocks_the_engine_caches() -> None:
@@ -145,3 +158,11 @@ def test_equal_loads_go_to_the_replica_with_less_kv_in_use() -> None:
         decision = rank(RouteKey(session="new"), IDLE, AffinityTable(), POLICY, random.Random(seed),
                         kv_usage={"a": 0.7, "b": 0.2})
         assert decision.order == ("b", "a")
+
+
+def test_a_turn_that_adds_much_more_than_it_shares_still_continues_its_conversation() -> None:
+    table = AffinityTable()
+    turn1 = (1, 2, 3)
+    owner, _ = route(table, RouteKey(blocks=turn1), IDLE)
+    turn2 = turn1 + tuple(range(100, 130))  # a long tool result: 3 of 33 blocks were seen before
+    assert route(table, RouteKey(blocks=turn2), IDLE) == (owner, "affinity")
