@@ -60,7 +60,7 @@ def serve_replicas(settings: ServeSettings) -> int:
     from ray import serve
 
     threads = with_replica_threads(settings).engine.num_threads
-    print(f"sluicegate: starting {settings.replicas} replicas on Ray Serve ({threads} torch threads each)",
+    print(f"sluicegate: starting {settings.replicas} replicas on Ray Serve, {threads} torch thread(s) each",
           file=sys.stderr, flush=True)
     start_ray(settings)
     stop = threading.Event()
