@@ -5,7 +5,9 @@ Ray Serve's default (power of two choices), in one run on one local Ray.
 
 The workload is bench/agent_bench.py's (every agent shares the system prompt and 10 tools; each
 turn extends the agent's conversation) without session keys, so the router keys requests by
-their prompt's blocks. Per router: the share of later turns' prompt tokens served from the prefix
+their prompt's blocks. The shared opening is most of each prompt and ends up cached on every
+replica whatever the router; --own-openings gives each agent its own first line, so a later turn
+is cached only where its conversation ran before. Per router: the share of later turns' prompt tokens served from the prefix
 cache, and TTFT p50/p99 of first and later turns. Each router gets freshly started replicas (cold
 caches). Needs the 'ray' extra.
 """
@@ -27,7 +29,8 @@ from bench.serving_common import OUT_DIR, Server, free_port, markdown_table, sav
 ROUTER_NAMES = {"prefix": "sluicegate prefix/session router", "pow2": "Ray Serve default (power of two)"}
 
 
-def run_router(settings: Any, router: str, agents: int, turns: int, max_tokens: int) -> list[dict[str, Any]]:
+def run_router(settings: Any, router: str, agents: int, turns: int, max_tokens: int,
+               own_opening: bool) -> list[dict[str, Any]]:
     import httpx
     from ray import serve
 
@@ -40,7 +43,7 @@ def run_router(settings: Any, router: str, agents: int, turns: int, max_tokens: 
     print(f"[bench] {router}: replicas up in {time.perf_counter() - t0:.0f}s; "
           f"{agents} agents x {turns} turns ...", flush=True)
     try:
-        return asyncio.run(run_server(Server(router, url, None, model), agents, turns, max_tokens))
+        return asyncio.run(run_server(Server(router, url, None, model), agents, turns, max_tokens, own_opening))
     finally:
         serve.delete(APP_NAME)  # the next router starts on fresh replicas (cold caches)
 
@@ -54,6 +57,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     ap.add_argument("--imbalance", type=int, default=4, help="--route-imbalance of the prefix/session router")
     ap.add_argument("--routers", default="prefix,pow2", help="comma-separated: prefix, pow2")
+    ap.add_argument("--own-openings", action="store_true",
+                    help="each agent's system prompt starts with its own line: agents share no cached block, "
+                         "so only routing keeps a conversation's cache (by default they share ~1,250 tokens)")
     ap.add_argument("--results", action="store_true", help="also copy table and JSON into bench/results/")
     args = ap.parse_args()
 
@@ -72,7 +78,8 @@ def main() -> int:
     records: dict[str, list[dict[str, Any]]] = {}
     try:
         for router in args.routers.split(","):
-            records[router] = run_router(settings, router, args.agents, args.turns, args.max_tokens)
+            records[router] = run_router(settings, router, args.agents, args.turns, args.max_tokens,
+                                         args.own_openings)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -83,7 +90,8 @@ def main() -> int:
                                       r["ttft_later_p99"], r["ttft_first_p50"], r["ttft_first_p99"],
                                       r["mean_prompt_tokens"]] for r in rows])
     note = (f"- {args.agents} agents x {args.turns} turns, {args.replicas} replicas x {args.threads} torch thread(s), "
-            f"max_tokens {args.max_tokens}, route_imbalance {args.imbalance}; command: {' '.join(sys.argv)}")
+            f"max_tokens {args.max_tokens}, route_imbalance {args.imbalance}, "
+            f"{'own' if args.own_openings else 'shared'} system prompt openings; command: {' '.join(sys.argv)}")
     text = f"{table}\n\n{note}"
     print(text)
     save("replica", {"rows": rows, "records": records, "args": vars(args)}, text, args.results)
