@@ -19,6 +19,7 @@ from sluicegate.gateway.settings import ServeSettings
 ROUTERS = ("prefix", "pow2")  # sluicegate's prefix/session router; Ray Serve's default (for comparison)
 ROUTING_STATS_PERIOD_S = 1.0  # how often each replica reports its queue and KV use to the router
 INGRESS_MAX_ONGOING = 10_000  # the ingress only relays: it should never be what queues requests
+HEALTH_CHECK_PERIOD_S = 2.0  # a dead replica is noticed (and replaced) this soon; Serve's default is 10 s
 
 
 def available_cores() -> int:
@@ -64,6 +65,7 @@ def build_app(settings: ServeSettings, router: str = "prefix") -> Any:
         ray_actor_options={"num_cpus": threads},
         request_router_config=router_config(settings, router),
         graceful_shutdown_timeout_s=settings.graceful_shutdown_s,
+        health_check_period_s=HEALTH_CHECK_PERIOD_S,
     )(EngineReplica).bind(settings)
     ingress = serve.deployment(name="ingress", num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING,
                                ray_actor_options={"num_cpus": 0})(Ingress)
