@@ -48,6 +48,7 @@ class PrefixSessionRouter(RequestRouter):
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
         if pending_request is not None:
             pending_request.routing_context.should_backoff = True  # every replica refused: back off
+            self._chosen.pop(pending_request.metadata.internal_request_id, None)  # chosen again: not load
         self._drop_unconfirmed()
         request = _forwarded(pending_request)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
