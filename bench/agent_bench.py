@@ -77,10 +77,10 @@ def tool_result(name: str, turn: int) -> str:
 
 
 async def run_agent(http: httpx.AsyncClient, server: Server, agent: int, turns: int, max_tokens: int,
-                    rng: random.Random) -> list[dict[str, Any]]:
+                    rng: random.Random, system: str = SYSTEM) -> list[dict[str, Any]]:
     city = CITIES[agent % len(CITIES)]
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": SYSTEM},
+        {"role": "system", "content": system},
         {"role": "user", "content": f"Plan a 3-day trip from London to {city} next month for agent #{agent}."}]
     records = []
     for turn in range(turns):
@@ -99,11 +99,15 @@ async def run_agent(http: httpx.AsyncClient, server: Server, agent: int, turns: 
     return records
 
 
-async def run_server(server: Server, agents: int, turns: int, max_tokens: int) -> list[dict[str, Any]]:
+async def run_server(server: Server, agents: int, turns: int, max_tokens: int,
+                     own_opening: bool = False) -> list[dict[str, Any]]:
+    """own_opening: each agent's system prompt starts with its own line, so agents share no KV block."""
     rng = random.Random(0)
     async with httpx.AsyncClient(timeout=600, limits=client_limits(agents)) as http:
-        per_agent = await asyncio.gather(*(run_agent(http, server, a, turns, max_tokens, random.Random(rng.random()))
-                                           for a in range(agents)))
+        per_agent = await asyncio.gather(*(
+            run_agent(http, server, a, turns, max_tokens, random.Random(rng.random()),
+                      f"You are agent #{a}, planning for client {a * 7919 % 1000}.\n{SYSTEM}" if own_opening else SYSTEM)
+            for a in range(agents)))
     return [rec for records in per_agent for rec in records]
 
 

@@ -63,7 +63,10 @@ def _check_extras(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.command == "serve":
         settings = settings_from_args(args)
         wanted += [(settings.grpc_port is not None, "grpc", "grpc", "--grpc-port"),
-                   (settings.mcp_config is not None, "mcp", "mcp", "--mcp-config")]
+                   (settings.mcp_config is not None, "mcp", "mcp", "--mcp-config"),
+                   (settings.replicas is not None, "ray", "ray", "--replicas")]
+        if settings.replicas is not None and (settings.replicas < 1 or settings.grpc_port or settings.mcp_config):
+            parser.error("--replicas takes N >= 1 and serves HTTP only (no --grpc-port or --mcp-config yet)")
     for asked, module, extra, flag in wanted:
         if asked and not is_installed(module):
             parser.error(missing_extra_message(extra, flag))
@@ -89,9 +92,12 @@ def configure_logging(level: str) -> None:
 
 
 def serve(settings: ServeSettings) -> int:
-    import uvicorn
-
     configure_logging(settings.log_level)
+    if settings.replicas is not None:
+        from sluicegate.gateway.cluster.launch import serve_replicas
+
+        return serve_replicas(settings)
+    import uvicorn
 
     from sluicegate.gateway.app import create_app
 

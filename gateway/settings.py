@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sluicegate.engine.config import EngineConfig
 from sluicegate.engine.option import option
+from sluicegate.gateway.cluster.settings import ClusterSettings
 from sluicegate.grammars.tool_formats import FORMATS
 
 AUTO_TOOL_FORMAT = "auto"  # --tool-call-format's default: the format the chat template shows
@@ -33,6 +34,9 @@ class ServeSettings:
                                            help="comma-separated allowed CORS origins ('*' for any)")
     served_model_name: str | None = option(None, help="model id clients use (None: the model's name)")
     grpc_port: int | None = option(None, help="also serve gRPC on this port")
+    replicas: int | None = option(None, help="serve N engine replicas on Ray Serve behind this one endpoint "
+                                             "(needs the 'ray' extra; --num-threads is then per replica)")
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # --replicas' router and Ray knobs
     mcp_config: str | None = option(None, help="an `mcpServers` JSON file: host these MCP servers' tools")
     max_body_bytes: int = option(16 * 1024 * 1024, help="requests with a larger body get 413 before they are parsed")
     max_n: int = option(16, help="cap on a request's `n` (each choice is one engine request)")

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Hides the optional packages from the import system, as if their extras were not installed.
 HIDE = textwrap.dedent("""
     import importlib.abc, sys
-    HIDDEN = ("langchain_core", "llama_index", "grpc", "grpc_health", "grpc_reflection", "mcp", "outlines_core")
+    HIDDEN = ("langchain_core", "llama_index", "grpc", "grpc_health", "grpc_reflection", "mcp", "outlines_core", "ray")
     class Hide(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in HIDDEN:
@@ -50,7 +50,7 @@ def test_integrations_name_their_extra() -> None:
 
 def test_flags_that_need_an_extra_stop_with_the_pip_command() -> None:
     for flags, extra in ((["--grpc-port", "50051"], "grpc"), (["--mcp-config", "x.json"], "mcp"),
-                         (["--grammar-backend", "outlines"], "outlines")):
+                         (["--grammar-backend", "outlines"], "outlines"), (["--replicas", "2"], "ray")):
         result = _run(f"from sluicegate.gateway.cli import parse_args; parse_args(['serve', *{flags!r}])")
         assert result.returncode == 2, result.stderr
         assert f"pip install 'sluicegate[{extra}]'" in result.stderr
