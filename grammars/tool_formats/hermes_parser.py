@@ -55,6 +55,7 @@ class HermesParser:
         self._in_call = False
         self._bare = False  # the open call is a bare object (no tags)
         self._fenced = False  # after a bare call: a closing ``` fence that follows is dropped
+        self._after_call = False  # after a tagged call: the newlines that follow are dropped
         self._index = -1  # index of the current / last call
         self._started = False  # ToolCallStart sent for the current call
         self._args_start = 0  # offset of the arguments inside _buffer once started
@@ -73,9 +74,9 @@ class HermesParser:
         """End of the stream: flush what is held back. A cut call keeps its arguments as far as
         they got, or exactly its arguments object when that object was complete."""
         events: list[ToolCallEvent] = []
-        if self._in_call and (self._started or CALL_HEAD.match(self._buffer)):
-            if not self._started:
-                self._start(events)
+        if self._after_call:
+            self._buffer = self._buffer.lstrip("\n")
+        if self._in_call and (self._started or self._start(events)):
             end = self._args_end()
             rest = self._buffer[self._args_start :]
             self._end_call(events, rest.rstrip() if end is None else self._buffer[self._args_start : end])
@@ -89,6 +90,11 @@ class HermesParser:
 
     # ---- content ---------------------------------------------------------------------------------
     def _step_content(self, events: list[ToolCallEvent]) -> bool:
+        if self._after_call:  # the newline between two calls is neither content nor call
+            self._buffer = self._buffer.lstrip("\n")
+            if not self._buffer:
+                return False
+            self._after_call = False
         if self._fenced:  # the fence closing a bare call is not content
             stripped = self._buffer.lstrip()
             if stripped.startswith("```"):
@@ -126,7 +132,10 @@ class HermesParser:
         head = CALL_HEAD.match(self._buffer)
         if head is None:
             return False
-        self._name = json.loads(head.group(1))
+        try:
+            self._name = json.loads(head.group(1))
+        except ValueError:  # a raw newline or a bad escape: not a JSON name, so not a call head
+            return False
         events.append(ToolCallStart(self._index, self._name))
         self._started, self._args_start = True, head.end()
         return True
@@ -162,7 +171,8 @@ class HermesParser:
         args = args.rstrip()
         args = args[:-1].rstrip() if args.endswith("}") else args  # the wrapper's closing brace
         self._end_call(events, args)
-        self._buffer = self._buffer[close + len(TOOL_CALL_CLOSE) :].lstrip("\n")
+        self._buffer = self._buffer[close + len(TOOL_CALL_CLOSE) :]
+        self._after_call = True
         return True
 
     def _step_bare(self, events: list[ToolCallEvent]) -> bool:

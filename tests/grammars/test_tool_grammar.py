@@ -262,3 +262,25 @@ def test_cut_answers_keep_complete_arguments() -> None:
     assert parse_tool_calls(BARE[:-1])[1] == [("get_weather", '{"city": "Paris"}')]
     # cut inside the arguments: they come back as far as they got (finish_reason says length)
     assert parse_tool_calls('<tool_call>\n{"name": "f", "arguments": {"city": "Tok')[1] == [("f", '{"city": "Tok')]
+
+
+@pytest.mark.parametrize("text", [
+    PROSE + " " + ONE + "\n" + NO_ARGS,
+    "```json\n" + bare("plan_route", {"stops": [{"name": "A}", "lat": 1}]}) + "\n```",
+    '<tool_call>\n{"name": "bad\nname", "arguments": {}}\n</tool_call>',  # not JSON: content
+    '<tool_call>\n{"name": "a\\qb", "arguments": {}}\n</tool_call>',
+])
+def test_stream_parser_gives_the_same_answer_however_the_text_is_split(text: str) -> None:
+    import random
+
+    whole = parse_tool_calls(text)
+    rng = random.Random(0)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 8)))
+        parser = ToolCallStreamParser()
+        events = []
+        for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True):
+            events += parser.feed(text[start:end])
+        events += parser.finish()
+        content = "".join(e.text for e in events if isinstance(e, ContentDelta))
+        assert (content.rstrip() if parser.calls else content, parser.calls) == whole, cuts
