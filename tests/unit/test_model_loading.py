@@ -80,13 +80,17 @@ def test_default_tokenizer_round_trips_and_has_chat_template() -> None:
     assert prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_tokenizer_second_load_comes_from_the_cache() -> None:
+def test_tokenizer_second_load_comes_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     load_tokenizer(None)  # converted (or already cached) by now
     assert (cache_dir_for(default_model_path()) / "tokenizer" / "tokenizer.json").is_file() or (
         cache_dir_for(default_model_path()) / "hf" / "tokenizer.json").is_file()
-    start = time.perf_counter()
+
+    def no_conversion(*args: object) -> None:
+        raise AssertionError("the tokenizer was converted again instead of read from the cache")
+
+    # a check of what happens, not of how long it takes (a timing bound failed on a loaded machine)
+    monkeypatch.setattr("sluicegate.engine.models.tokenizer.convert_gguf_tokenizer", no_conversion)
     tok = load_tokenizer(None)
-    assert time.perf_counter() - start < 1.0
     assert tok.chat_template
 
 
