@@ -20,9 +20,10 @@ def _bounded(body: Any) -> Any:
         return body
     out = dict(body)
     for key in ("max_tokens", "max_completion_tokens"):
-        # every int a server accepts: a valid huge max_tokens is clamped to the context, and at
-        # temperature 1 a run of thousands of tokens outlasted the client's 60 s once
-        if isinstance(out.get(key), int) and 2 < out[key] < 2**63:
+        # any size: the server clamps a huge max_tokens to the context, and at temperature 1 a run
+        # of thousands of tokens outlasted the client's 60 s
+        value = out.get(key)  # a float with an integer value (1e20) is accepted as an int too
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 2:
             out[key] = 2
     if isinstance(out.get("n"), int) and 2 < out["n"] <= 16:
         out["n"] = 2
