@@ -24,7 +24,7 @@ from sluicegate.grammars.tool_formats.hermes_parser import (
     TOOL_CALL_OPEN,
     HermesParser,
 )
-from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, regex_escape
+from sluicegate.grammars.tool_formats.lark_util import json_call_rules, lark_str, regex_escape
 
 CALL_PREFIX = TOOL_CALL_OPEN + "\n"  # what the grammar forces before the call's JSON
 FENCE_CLOSE = "\n```"  # closes the fence a bare call object may sit in
@@ -66,9 +66,7 @@ def hermes_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
     else:
         lines.append(f"start: {lark_str(CALL_PREFIX)} body{more}")
     lines.append("body: (" + " | ".join(f"call_{i}" for i in range(len(tools))) + f") {lark_str(CALL_SUFFIX)}")
-    for i, schema in enumerate(schemas):
-        lines.append(f'call_{i}: {lark_str(call_head(tools[i].name))} args_{i} "}}"')
-        lines.append(f"args_{i}: {json_rule(schema, ITEM_SEPARATOR, KEY_SEPARATOR)}")
+    lines += json_call_rules([call_head(t.name) for t in tools], schemas, ITEM_SEPARATOR, KEY_SEPARATOR)
     return "\n".join(lines) + "\n"
 
 

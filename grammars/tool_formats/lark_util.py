@@ -58,3 +58,15 @@ def resolve(schema: Any, root: dict[str, Any]) -> Any:
             return schema
         schema, seen = node, seen + 1
     return schema
+
+
+def json_call_rules(heads: Sequence[str], schemas: Sequence[Any], item_separator: str,
+                    key_separator: str) -> list[str]:
+    """Rules call_i for formats whose call is one JSON object with the arguments last
+    ({"name": "f", "arguments": {...}}): the call's fixed head text, its arguments held to
+    schemas[i], then the object's closing brace."""
+    lines = []
+    for i, (head, schema) in enumerate(zip(heads, schemas, strict=True)):
+        lines.append(f'call_{i}: {lark_str(head)} args_{i} "}}"')
+        lines.append(f"args_{i}: {json_rule(schema, item_separator, key_separator)}")
+    return lines

@@ -22,7 +22,12 @@ from typing import Any
 from sluicegate.grammars.specs import ToolCalls
 from sluicegate.grammars.tool_formats.base import ContentDelta, ToolCallEvent
 from sluicegate.grammars.tool_formats.json_call import JsonCallReader, call_head, call_object
-from sluicegate.grammars.tool_formats.lark_util import json_rule, lark_str, prose_without, special
+from sluicegate.grammars.tool_formats.lark_util import (
+    json_call_rules,
+    lark_str,
+    prose_without,
+    special,
+)
 from sluicegate.grammars.tool_formats.stream_util import BufferedParser
 
 PYTHON_TAG = "<|python_tag|>"
@@ -44,9 +49,7 @@ def llama3_json_lark(spec: ToolCalls, schemas: Sequence[Any]) -> str:
         lines.append(f"start: {special(PYTHON_TAG)}? calls")
     lines.append(f"calls: call{more}")
     lines.append("call: " + " | ".join(f"call_{i}" for i in range(len(tools))))
-    for i, schema in enumerate(schemas):
-        lines.append(f'call_{i}: {lark_str(call_head(tools[i].name, ARGS_KEY))} args_{i} "}}"')
-        lines.append(f"args_{i}: {json_rule(schema, ITEM_SEPARATOR, KEY_SEPARATOR)}")
+    lines += json_call_rules([call_head(t.name, ARGS_KEY) for t in tools], schemas, ITEM_SEPARATOR, KEY_SEPARATOR)
     return "\n".join(lines) + "\n"
 
 
