@@ -18,7 +18,8 @@ cache, so a prefix-cache hit and a fresh prefill take the same path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -36,6 +37,8 @@ class AttentionMetadata:
     # Host copies, so backends that loop on the host never sync with the device.
     query_lens_cpu: list[int]
     seq_lens_cpu: list[int]
+    # What a backend works out on a step's first layer and reuses on the others (same for all layers).
+    per_step: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_seqs(self) -> int:

@@ -3,6 +3,8 @@ ground truth the triton kernels are tested against."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +41,8 @@ def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     faster than scaled_dot_product_attention with a mask and enable_gqa.
     """
     if q.shape[0] == 1 and q.device.type == "cpu":
-        return _attend_decode_one_cpu(q, k_cache, v_cache, block_tables[0], int(seq_lens[0]), scale)
+        ctx = _one_context(block_tables[0], int(seq_lens[0]), k_cache.shape[1])
+        return _attend_decode_one_cpu(q, k_cache, v_cache, ctx, scale)
     batch, heads, head_dim = q.shape
     block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
     table = block_tables[:, : (max_seq_len + block_size - 1) // block_size]  # [B, nb]
@@ -55,29 +58,43 @@ def _attend_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     return torch.matmul(probs, v).view(batch, heads, head_dim)  # [B, H, D]
 
 
-def _context_view(cache: torch.Tensor, blocks: list[int], seq_len: int) -> torch.Tensor:
-    """A sequence's first seq_len cached tokens [seq_len, kv_heads, head_dim]: a view when its
-    blocks are consecutive ids (the pool hands out runs of free blocks in order), else a gather."""
-    block_size = cache.shape[1]
+@dataclass(frozen=True)
+class _OneContext:
+    """Where one sequence's first seq_len cached tokens sit: from slot `start` on when its blocks
+    are consecutive ids (the pool hands out runs of free blocks in order), else in `blocks`."""
+
+    seq_len: int
+    start: int | None
+    blocks: torch.Tensor | None  # [n] block ids, when not consecutive
+
+
+def _one_context(table: torch.Tensor, seq_len: int, block_size: int) -> _OneContext:
+    """table [max_blocks] block ids of one sequence; the same for every layer of a step."""
+    blocks = table[: (seq_len + block_size - 1) // block_size].tolist()
     first = blocks[0]
     if blocks == list(range(first, first + len(blocks))):
-        start = first * block_size
-        return cache.flatten(0, 1)[start:start + seq_len]
-    index = torch.tensor(blocks, dtype=torch.long, device=cache.device)
-    return cache.index_select(0, index).flatten(0, 1)[:seq_len]
+        return _OneContext(seq_len, first * block_size, None)
+    return _OneContext(seq_len, None, torch.tensor(blocks, dtype=torch.long, device=table.device))
+
+
+def _context_view(cache: torch.Tensor, ctx: _OneContext) -> torch.Tensor:
+    """cache [num_blocks, block_size, kv_heads, D] -> [seq_len, kv_heads, D]: a view, or a gather."""
+    if ctx.start is not None:
+        return cache.flatten(0, 1)[ctx.start:ctx.start + ctx.seq_len]
+    assert ctx.blocks is not None
+    return cache.index_select(0, ctx.blocks).flatten(0, 1)[:ctx.seq_len]
 
 
 def _attend_decode_one_cpu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                           table: torch.Tensor, seq_len: int, scale: float) -> torch.Tensor:
+                           ctx: _OneContext, scale: float) -> torch.Tensor:
     """Batch-1 decode on CPU, where a step is ~8 small ops per layer and each op's overhead counts:
     the exact length read from seq_lens (host lengths may be upper bounds) means no mask, and
     SDPA's CPU kernel reads the cache through a strided view without copying it.
-    q [1, H, D] -> [1, H, D]; table [max_blocks] block ids of the one sequence."""
+    q [1, H, D] -> [1, H, D]."""
     _, heads, head_dim = q.shape
-    block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
-    blocks = table[: (seq_len + block_size - 1) // block_size].tolist()
-    k = _context_view(k_cache, blocks, seq_len).permute(1, 0, 2).unsqueeze(0)  # [1, kv, L, D]
-    v = _context_view(v_cache, blocks, seq_len).permute(1, 0, 2).unsqueeze(0)
+    kv_heads = k_cache.shape[2]
+    k = _context_view(k_cache, ctx).permute(1, 0, 2).unsqueeze(0)  # [1, kv, L, D]
+    v = _context_view(v_cache, ctx).permute(1, 0, 2).unsqueeze(0)
     qg = q.view(1, kv_heads, heads // kv_heads, head_dim)  # the group as query rows: [1, kv, g, D]
     return F.scaled_dot_product_attention(qg, k, v, scale=scale).view(1, heads, head_dim)
 
@@ -105,6 +122,13 @@ def _attend_one(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
 
 def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
            meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    if meta.is_decode_only and q.shape[0] == 1 and q.device.type == "cpu":
+        # the context is the same for every layer: find it on the first, reuse it on the others
+        ctx = meta.per_step.get("one_context")
+        if ctx is None:
+            ctx = meta.per_step["one_context"] = _one_context(meta.block_tables[0], int(meta.seq_lens[0]),
+                                                              k_cache.shape[1])
+        return _attend_decode_one_cpu(q, k_cache, v_cache, ctx, scale)
     if meta.is_decode_only:
         return _attend_decode(q, k_cache, v_cache, meta.block_tables, meta.seq_lens,
                               meta.max_seq_len, scale)

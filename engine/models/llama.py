@@ -15,7 +15,7 @@ from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
 from sluicegate.engine.models.arch import ModelArch
 from sluicegate.engine.models.linear import Linear
-from sluicegate.engine.models.rope import apply_rope, rope_cache
+from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
 
 
 @dataclass
@@ -40,8 +40,9 @@ class LlamaModel:
         self.device = self.embed.device
         self.layers = [self._fuse(weights, i) for i in range(arch.num_layers)]
         scaling = dict(arch.rope_scaling) if arch.rope_scaling else None
-        self.cos, self.sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
-                                        self.device, self.dtype)
+        self.cos, sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
+                                   self.device, self.dtype)  # [P, D] each
+        self.signed_sin = rotation_signs(sin)
         self.scale = arch.head_dim ** -0.5
         self.q_size = arch.num_heads * arch.head_dim
         self.kv_size = arch.num_kv_heads * arch.head_dim
@@ -69,15 +70,15 @@ class LlamaModel:
         arch = self.arch
         eps = arch.rms_norm_eps
         hidden = F.embedding(input_ids, self.embed)  # [T, H]
-        cos, sin = self.cos[positions], self.sin[positions]  # [T, D]
+        cos, sin = self.cos[positions, None], self.signed_sin[positions, None]  # [T, 1, D]
+        qk_heads = arch.num_heads + arch.num_kv_heads
         residual = hidden
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
             x = F.rms_norm(residual, (arch.hidden_size,), layer.input_norm, eps)
             qkv = layer.qkv(x)  # [T, (heads + 2 kv) * D]
-            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-            q = apply_rope(q.view(-1, arch.num_heads, arch.head_dim), cos, sin)  # [T, heads, D]
-            k = apply_rope(k.view(-1, arch.num_kv_heads, arch.head_dim), cos, sin)  # [T, kv, D]
-            v = v.view(-1, arch.num_kv_heads, arch.head_dim)
+            qk = qkv[:, : self.q_size + self.kv_size].view(-1, qk_heads, arch.head_dim)  # [T, heads + kv, D]
+            q, k = apply_rope(qk, cos, sin).split([arch.num_heads, arch.num_kv_heads], dim=1)  # views
+            v = qkv[:, self.q_size + self.kv_size:].view(-1, arch.num_kv_heads, arch.head_dim)  # [T, kv, D]
             self.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
             attn = self.backend.attend(q, k_cache, v_cache, meta, self.scale)  # [T, heads, D]
             residual = residual + layer.o_proj(attn.reshape(-1, self.q_size))

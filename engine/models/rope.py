@@ -76,9 +76,15 @@ def rope_cache(head_dim: int, theta: float, scaling: dict | None, max_positions:
             (emb.sin() * attn_factor).to(device=device, dtype=dtype))
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [T, heads, D]; cos/sin: [T, D] (already gathered at the tokens' positions)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)
+def rotation_signs(sin: torch.Tensor) -> torch.Tensor:
+    """sin [..., D] -> the same with its first half negated: rotate-half as a roll times this."""
+    half = sin.shape[-1] // 2
+    return torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
 
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x: [T, heads, D]; cos, signed_sin: [T, 1, D] (gathered at the tokens' positions, the sin
+    through rotation_signs). HF's x * cos + rotate_half(x) * sin, bit for bit: rotate_half(x) is
+    cat(-x2, x1), and -x2 * s == x2 * -s exactly, so a roll by D/2 times the signed sin gives the
+    same product in four ops instead of nine (q and k go through it together, once per layer)."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin

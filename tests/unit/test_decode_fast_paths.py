@@ -45,3 +45,35 @@ def test_dense_bias_puts_bans_over_biases() -> None:
     want[0, 3], want[0, 7], want[0, 0] = 1.5, float("-inf"), float("-inf")
     want[2, 1], want[2, 4] = -2.0, float("-inf")
     assert torch.equal(bias, want)
+
+
+@pytest.mark.parametrize("consecutive", [True, False])
+def test_batch_one_decode_reuses_the_context_found_on_the_first_layer(consecutive: bool) -> None:
+    """attend() works out where the one sequence's context sits once per step (meta.per_step) and
+    every later layer, reading another cache through it, gets what the uncached path gives."""
+    from sluicegate.engine.attention.metadata import AttentionMetadata
+    from sluicegate.engine.attention.torch_backend import _attend_decode, attend
+
+    g = torch.Generator().manual_seed(7)
+    block_size, seq_len = 16, 40
+    blocks = [5, 6, 7] if consecutive else [9, 2, 14]
+    meta = AttentionMetadata.build([1], [seq_len], [blocks], block_size, torch.device("cpu"))
+    for layer in range(3):
+        k_cache, v_cache = (torch.randn(20, block_size, 2, 32, generator=g) for _ in range(2))
+        q = torch.randn(1, 6, 32, generator=g)
+        expected = _attend_decode(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, seq_len, 0.2)
+        assert torch.equal(attend(q, k_cache, v_cache, meta, 0.2), expected), layer
+    assert "one_context" in meta.per_step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_as_a_roll_matches_rotate_half_bit_for_bit(dtype: torch.dtype) -> None:
+    from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
+
+    cos, sin = rope_cache(64, 10000.0, None, 512, torch.device("cpu"), dtype)  # [P, D]
+    positions = torch.tensor([0, 3, 200, 511])
+    x = torch.randn(4, 12, 64, generator=torch.Generator().manual_seed(0)).to(dtype)  # [T, heads, D]
+    c, s = cos[positions, None], sin[positions, None]  # [T, 1, D]
+    rotate_half = torch.cat([-x[..., 32:], x[..., :32]], dim=-1)  # HF's formula
+    expected = x * c + rotate_half * s
+    assert torch.equal(apply_rope(x, c, rotation_signs(sin)[positions, None]), expected)
