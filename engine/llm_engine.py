@@ -23,6 +23,7 @@ from sluicegate.engine.host_to_device import to_device
 from sluicegate.engine.kv_cache.events import KVEventLog
 from sluicegate.engine.kv_cache.manager import KVCacheManager
 from sluicegate.engine.kv_events_publisher import ZmqKVEventPublisher
+from sluicegate.engine.malloc_tuning import keep_freed_memory
 from sluicegate.engine.models.llama import LlamaModel
 from sluicegate.engine.models.loader import LoadedModel, load_model
 from sluicegate.engine.outputs import RequestOutput, TokenLogprob
@@ -70,6 +71,8 @@ class LLMEngine:
         self.dtype = resolve_dtype(config.model.dtype, self.device)
         if config.num_threads and self.device.type == "cpu":
             torch.set_num_threads(config.num_threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         chat_template = resolve_chat_template(config.model.chat_template)  # a bad path fails before loading
         loaded = loaded or load_model(config.model.model, self.dtype, self.device)
         self.loaded = loaded

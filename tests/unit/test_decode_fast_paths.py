@@ -77,3 +77,29 @@ def test_rope_as_a_roll_matches_rotate_half_bit_for_bit(dtype: torch.dtype) -> N
     rotate_half = torch.cat([-x[..., 32:], x[..., :32]], dim=-1)  # HF's formula
     expected = x * c + rotate_half * s
     assert torch.equal(apply_rope(x, c, rotation_signs(sin)[positions, None]), expected)
+
+
+@pytest.mark.parametrize("q_len,seq_len", [(1, 1), (5, 5), (17, 17), (7, 40), (33, 100)])
+@pytest.mark.parametrize("consecutive", [True, False])
+@pytest.mark.parametrize("scores_bytes", [8 << 20, 1])  # one pass, or one query row per pass
+def test_cpu_extend_attention_is_causal_attention_over_the_cache(q_len: int, seq_len: int, consecutive: bool,
+                                                                scores_bytes: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluicegate.engine.attention import torch_backend
+
+    monkeypatch.setattr(torch_backend, "_SCORES_BYTES", scores_bytes)
+    g = torch.Generator().manual_seed(q_len * 1000 + seq_len)
+    block_size, heads, kv_heads, head_dim = 16, 6, 2, 32
+    nb = -(-seq_len // block_size)
+    k_cache = torch.randn(nb + 20, block_size, kv_heads, head_dim, generator=g)
+    v_cache = torch.randn(nb + 20, block_size, kv_heads, head_dim, generator=g)
+    blocks = list(range(3, 3 + nb)) if consecutive else [int(b) + 1 for b in torch.randperm(nb + 19, generator=g)[:nb]]
+    q = torch.randn(q_len, heads, head_dim, generator=g)
+    ctx = torch_backend._one_context(torch.tensor(blocks + [0], dtype=torch.int32), seq_len, block_size)
+    out = torch_backend._attend_extend_cpu(q, k_cache, v_cache, ctx, head_dim ** -0.5)
+    k = k_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
+    v = v_cache[torch.tensor(blocks)].flatten(0, 1)[:seq_len]
+    for j in range(q_len):  # row j sits at position seq_len - q_len + j and sees positions up to it
+        visible = seq_len - q_len + j + 1
+        expected = _plain_attention(q[j], k[:visible], v[:visible], head_dim ** -0.5)
+        torch.testing.assert_close(out[j], expected, rtol=1e-5, atol=1e-5)
