@@ -46,6 +46,8 @@ class AsyncEngine:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="sluicegate-step-loop", daemon=True)
         self._thread.start()
+        # a served model gets tool and JSON requests: prepare the grammar backend beside start-up
+        threading.Thread(target=self.engine.grammar.warm_up, name="sluicegate-grammar-warm-up", daemon=True).start()
 
     async def shutdown(self) -> None:
         for request_id in list(self._queues):

@@ -6,6 +6,7 @@ runs on the grammar compiler's pool while the request waits in WAITING_FOR_GRAMM
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -23,13 +24,17 @@ from sluicegate.grammars.bitmask import fill_bitmasks
 from sluicegate.grammars.specs import GrammarSpec, ToolCalls
 from sluicegate.grammars.tool_budget import CallBudget, CallTracker, call_budget
 
+log = logging.getLogger("sluicegate.engine")
+
 
 class GrammarStage:
     def __init__(self, config: GrammarConfig, tokenizer: Any, vocab_size: int) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
-        self._compiler: Any = None  # built on first use: plain requests never pay for it
+        self._compiler: Any = None  # built on first use, or by warm_up() off the request path
+        self._compiler_lock = threading.Lock()
+        self._closed = False
         self._compile_times: deque[float] = deque(maxlen=4096)  # seconds, for the metrics scrape
         self._times_lock = threading.Lock()
         self._budgets: dict[ToolCalls, CallBudget | None] = {}  # per tool spec (a few tokenizer calls each)
@@ -37,13 +42,29 @@ class GrammarStage:
     @property
     def compiler(self) -> Any:
         if self._compiler is None:
-            from sluicegate.grammars.cache import GrammarCompiler
-
-            self._compiler = GrammarCompiler(
-                self.config.backend, self.tokenizer, num_workers=self.config.num_compile_workers,
-                timeout_s=self.config.compile_timeout_s, max_entries=self.config.cache_max_entries,
-                vocab_size=self.vocab_size)
+            with self._compiler_lock:  # warm_up() may be building it on another thread
+                if self._compiler is None:
+                    self._compiler = self._build_compiler()
         return self._compiler
+
+    def _build_compiler(self) -> Any:
+        from sluicegate.grammars.cache import GrammarCompiler
+
+        return GrammarCompiler(self.config.backend, self.tokenizer, num_workers=self.config.num_compile_workers,
+                               timeout_s=self.config.compile_timeout_s, max_entries=self.config.cache_max_entries,
+                               vocab_size=self.vocab_size)
+
+    def warm_up(self) -> None:
+        """Build the compiler (the backend's token table: ~2 s for a 49k vocabulary) now, so a server's
+        first constrained request does not pay for it on the event loop. A failure is left for
+        that request to report."""
+        with self._compiler_lock:
+            if self._closed or self._compiler is not None:
+                return
+            try:
+                self._compiler = self._build_compiler()
+            except Exception as exc:  # noqa: BLE001 - the first request that needs it raises it properly
+                log.warning("grammar backend not prepared ahead (%s); the first constrained request retries", exc)
 
     def submit(self, spec: GrammarSpec) -> Future[Grammar]:
         start = time.perf_counter()
@@ -90,8 +111,10 @@ class GrammarStage:
         return self._budgets[spec]
 
     def close(self) -> None:
-        if self._compiler is not None:
-            self._compiler.close()
+        with self._compiler_lock:
+            self._closed = True
+            if self._compiler is not None:
+                self._compiler.close()
 
     def fill_bitmask(self, groups: Sequence[tuple[Request, int, int]], num_rows: int) -> torch.Tensor | None:
         """[num_rows, ceil(V/32)] int32 masks, or None when no request is constrained. groups:
