@@ -26,6 +26,7 @@ from sluicegate.engine.kv_events_publisher import ZmqKVEventPublisher
 from sluicegate.engine.malloc_tuning import keep_freed_memory
 from sluicegate.engine.models.llama import LlamaModel
 from sluicegate.engine.models.loader import LoadedModel, load_model
+from sluicegate.engine.openmp_workers import release_openmp_workers
 from sluicegate.engine.outputs import RequestOutput, TokenLogprob
 from sluicegate.engine.params import SamplingParams
 from sluicegate.engine.request import Request, RequestStatus
@@ -106,6 +107,8 @@ class LLMEngine:
         self._finished_outside_step: list[RequestOutput] = []
         self._totals = {"prompt": 0, "cached": 0, "generation": 0, "preemptions": 0, "forced": 0, "steps": 0,
                         "drafted": 0, "accepted": 0}
+        if self.device.type == "cpu":  # loading ran parallel regions here; stepping may be another thread's
+            release_openmp_workers()
 
     # ---- public API ----------------------------------------------------------------------------
     def add_request(self, prompt_token_ids: list[int], params: SamplingParams,
