@@ -74,6 +74,7 @@ def _wait(url: str, path: str, proc: subprocess.Popen[bytes], timeout: float = 3
 def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path) -> Server:
     url = f"http://127.0.0.1:{port}"
     print(f"[bench] starting {name}: {' '.join(cmd)}", flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)  # bench/out/ is not in a fresh clone
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         _wait(url, ready_path, proc)

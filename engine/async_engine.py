@@ -76,13 +76,21 @@ class AsyncEngine:
                 outputs = self.engine.fail_all("internal engine error; see server log")
             if not outputs:
                 self._wake.wait(0.002)  # only grammars compiling: don't spin
-            for out in outputs:
-                self._dispatch(out)
+                continue
+            self._hand_off(outputs)
 
-    def _dispatch(self, out: RequestOutput) -> None:
-        queue = self._queues.get(out.request_id)
-        if queue is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(queue.put_nowait, out)
+    def _hand_off(self, outputs: list[RequestOutput]) -> None:
+        """One wake-up of the event loop per step, whatever the batch: each call_soon_threadsafe
+        writes to the loop's self-pipe, and a 32-stream step used to pay 32 of them."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, outputs)
+
+    def _deliver(self, outputs: list[RequestOutput]) -> None:
+        """On the event loop: route each output to its request's queue (gone if it was cancelled)."""
+        for out in outputs:
+            queue = self._queues.get(out.request_id)
+            if queue is not None:
+                queue.put_nowait(out)
 
     # ---- requests ------------------------------------------------------------------------------
     async def generate(self, prompt_token_ids: list[int], params: SamplingParams,
