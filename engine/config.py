@@ -117,7 +117,7 @@ class EngineConfig:
     cuda_graphs: bool = option(True, help="replay captured CUDA graphs for decode steps (CUDA only; "
                                           "--no-cuda-graphs runs them eagerly, for debugging)")
     num_threads: int | None = option(
-        None, help="torch CPU threads (None: serve leaves one core to the HTTP server, generate uses torch's default)")
+        None, help="torch CPU threads (None: serve uses every core it may run on, generate uses torch's default)")
     grammar_fast_forward: bool = option(
         True, help="append tokens a request's grammar forces without sampling and compute them in one step, "
                    "as a prompt chunk is (--no-grammar-fast-forward samples every token)")

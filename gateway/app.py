@@ -34,13 +34,11 @@ log = logging.getLogger("sluicegate.gateway")
 
 
 def serving_threads() -> int:
-    """Torch CPU threads for a server when --num-threads is not given: every core but one, which
-    the HTTP event loop (tokenizing, SSE framing) needs at every token. Measured on 2 cores
-    (bench/serve_overhead.py, bench/results/serving_path.md): with torch on both cores a stream
-    got 0.59x the engine's own speed; with one torch thread 0.94x, and more tokens/s in absolute
-    terms than with two."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    """Torch CPU threads for a server when --num-threads is not given: every core it may use.
+    Measured on 2 cores (bench/serve_overhead.py, bench/results/serving_path.md): with the step
+    thread owning the only OpenMP team, two torch threads served 41.9 / 210 / 421 tok/s at 1 / 8 / 32
+    streams against one thread's 31.3 / 180 / 272, and the HTTP event loop takes ~2% of a core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def engine_config(settings: ServeSettings) -> EngineConfig:
