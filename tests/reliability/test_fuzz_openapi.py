@@ -29,8 +29,8 @@ def _bounded(body: Any) -> Any:
         out["n"] = 2
     if isinstance(out.get("min_tokens"), int) and out["min_tokens"] > 1:
         out["min_tokens"] = 1
-    if "messages" in out or "prompt" in out:
-        out.setdefault("max_tokens", 2)
+    if ("messages" in out or "prompt" in out) and out.get("max_tokens") is None:
+        out["max_tokens"] = 2  # absent or null both mean "up to the context"
     return out
 
 
