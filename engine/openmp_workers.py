@@ -5,8 +5,8 @@ ever ran a parallel region. Its workers spin between regions (a few µs to the n
 while libgomp manages no more threads than there are CPUs; past that they sleep after ~100 spins
 and every region, ~1,800 per decode step, pays a futex wake-up. A server loads the model on one
 thread and steps it on another, so its step loop used to run with two teams and throttled
-workers: on 2 cores, 2-thread decode in a side thread ran at 38-46 tok/s against 73-80 tok/s on
-the thread that loaded it (bench/results/serving_path.md).
+workers: on 2 cores, 2-thread decode in a side thread ran at 18.4/24.1 tok/s, 36.0/41.9 once the
+builder's team was ended (bench/step_thread_probe.py, bench/results/serving_path.md).
 
 After building an engine, the builder ends its own team (`omp_pause_resource_all`, OpenMP 5.0);
 the first step starts a fresh one on whichever thread steps.
