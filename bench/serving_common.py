@@ -71,11 +71,12 @@ def _wait(url: str, path: str, proc: subprocess.Popen[bytes], timeout: float = 3
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
 
 
-def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path) -> Server:
+def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path,
+            env: dict[str, str] | None = None, cwd: Path = ROOT) -> Server:
     url = f"http://127.0.0.1:{port}"
     print(f"[bench] starting {name}: {' '.join(cmd)}", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)  # bench/out/ is not in a fresh clone
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=cwd, env=env)
     try:
         _wait(url, ready_path, proc)
     except Exception:
@@ -86,10 +87,17 @@ def _launch(name: str, cmd: list[str], ready_path: str, port: int, log: Path) ->
     return server
 
 
-def start_sluicegate(extra_args: Sequence[str] = ()) -> Server:
+def start_sluicegate(extra_args: Sequence[str] = (), tree: Path | None = None, name: str = "sluicegate") -> Server:
+    """`sluicegate serve` on a free port; from another checkout's source when `tree` is given."""
     port = free_port()
     cmd = [sys.executable, "-m", "sluicegate.gateway.cli", "serve", "--port", str(port), "--log-level", "warning", *extra_args]
-    return _launch("sluicegate", cmd, "/ready", port, OUT_DIR / "sluicegate.log")
+    if tree is None:
+        return _launch(name, cmd, "/ready", port, OUT_DIR / f"{name}.log")
+    # run from that checkout (`-m` puts the working directory first on the path), so its
+    # sluicegate/ and the folders beside it are imported, not this one's (see sluicegate/__init__.py)
+    tree = tree.resolve()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
+    return _launch(name, cmd, "/ready", port, OUT_DIR / f"{name}.log", env, cwd=tree)
 
 
 def llama_server_binary() -> str | None:

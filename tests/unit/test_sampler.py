@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sluicegate.engine.sampler import SamplingTensors, sample
@@ -93,3 +94,36 @@ def test_logprobs_are_of_the_raw_distribution() -> None:
     assert out.logprobs is not None and out.top_ids is not None
     assert torch.allclose(out.logprobs, ref.gather(1, out.token_ids[:, None]).squeeze(1))
     assert out.top_ids[:, 0].tolist() == out.token_ids.tolist()
+
+
+def test_draws_follow_the_distribution_over_a_large_vocabulary() -> None:
+    """Over a 49k vocabulary, the mass drawn from each band of ranks (the top token down to the
+    long tail) matches the tempered softmax within 5 standard deviations."""
+    vocab, rows, rounds, temperature = 49_152, 500, 16, 0.8
+    logits = torch.cat([torch.tensor([12.0, 10.0, 9.0]), torch.randn(vocab - 3, generator=torch.Generator().manual_seed(0)) * 2])
+    probs = (logits / temperature).softmax(-1).double()
+    counts = torch.zeros(vocab, dtype=torch.float64)
+    t = _tensors(rows, temperature=temperature)
+    for _ in range(rounds):
+        counts += torch.bincount(sample(logits.expand(rows, vocab).clone(), t).token_ids, minlength=vocab)
+    n = rows * rounds
+    order = probs.argsort(descending=True)
+    for lo, hi in [(0, 1), (1, 3), (3, 20), (20, 200), (200, 2000), (2000, 20000), (20000, vocab)]:
+        expected, drawn = probs[order[lo:hi]].sum().item(), counts[order[lo:hi]].sum().item() / n
+        sigma = (expected * (1 - expected) / n) ** 0.5
+        assert abs(drawn - expected) <= 5 * sigma, f"ranks {lo}-{hi}: drew {drawn:.4f}, expected {expected:.4f}"
+
+
+def test_a_uniform_at_either_end_never_draws_a_masked_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """u = 0 draws the first token with mass; u = 1 (which a float draw can round to) the last one,
+    even when the vocabulary's first and last tokens are masked out."""
+    import sluicegate.engine.sampler as sampler
+
+    logits = torch.randn(2, 64)
+    allowed = torch.zeros(2, 64, dtype=torch.bool)
+    allowed[:, 5] = allowed[:, 9] = allowed[:, 40] = True
+    bias = torch.zeros(2, 64).masked_fill(~allowed, float("-inf"))
+    for u, want in [(0.0, 5), (1.0, 40), (1.0 - 2.0 ** -53, 40)]:
+        monkeypatch.setattr(sampler, "_row_uniforms", lambda t, rows, device, u=u: torch.full((rows,), u, dtype=torch.float64))
+        out = sample(logits.clone(), _tensors(2, logit_bias=bias))
+        assert out.token_ids.tolist() == [want, want]

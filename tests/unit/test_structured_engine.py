@@ -43,7 +43,7 @@ def test_bfcl_schemas_through_the_engine_all_validate(make_engine) -> None:  # n
     """200 BFCL schemas, constrained, in one continuous batch. Every output the model completes
     parses and validates. The 135M model sometimes runs away inside a free string or a `{}`
     sub-schema until max_tokens: such an output must say finish_reason "length" (never pass as
-    complete). Measured at 256 tokens, seeded T=0.8: 18/200 truncated."""
+    complete). Measured at 256 tokens, seeded T=0.8: 18-22/200 truncated (20 with the current sampler)."""
     engine = make_engine(dtype="bfloat16", kv_cache_memory_gb=0.5, max_num_seqs=100)
     schemas = [json.loads(line)["schema"] for line in BFCL_SAMPLE.read_text().splitlines()]
     assert len(schemas) >= 200
@@ -63,7 +63,7 @@ def test_bfcl_schemas_through_the_engine_all_validate(make_engine) -> None:  # n
     print(f"\nBFCL end to end: {len(schemas) - truncated}/{len(schemas)} completed (all checked), "
           f"{truncated} ran to max_tokens")
     assert not invalid, f"{len(invalid)} completed outputs invalid:\n" + "\n".join(invalid[:5])
-    assert truncated <= 30, f"{truncated}/200 outputs ran to max_tokens (was 18/200 when measured)"
+    assert truncated <= 30, f"{truncated}/200 outputs ran to max_tokens (18-22/200 when measured)"
 
 
 def test_tool_call_grammar_through_the_engine(make_engine) -> None:  # noqa: ANN001
