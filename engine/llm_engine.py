@@ -24,6 +24,7 @@ from sluicegate.engine.kv_cache.events import KVEventLog
 from sluicegate.engine.kv_cache.manager import KVCacheManager
 from sluicegate.engine.kv_events_publisher import ZmqKVEventPublisher
 from sluicegate.engine.malloc_tuning import keep_freed_memory
+from sluicegate.engine.models.int4_weights import decode_int4_source
 from sluicegate.engine.models.llama import LlamaModel
 from sluicegate.engine.models.loader import LoadedModel, load_model
 from sluicegate.engine.openmp_workers import release_openmp_workers
@@ -89,7 +90,9 @@ class LLMEngine:
             2, kv_cache_bytes(config.cache, self.device) // kv_bytes_per_block(self.arch, block_size, self.dtype))
         capacity = (num_blocks - 1) * block_size
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
-        model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len)
+        model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len,
+                           int4_source=decode_int4_source(config.int4_decode, self.device, self.dtype,
+                                                          loaded.folder))
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
         if config.cuda_graphs and self.device.type == "cuda":
             self.runner.capture_decode_graphs(config.scheduler.max_num_seqs, self.max_model_len)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
 from sluicegate.engine.models.arch import ModelArch
+from sluicegate.engine.models.int4_weights import Int4Source
 from sluicegate.engine.models.linear import Linear
 from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
 
@@ -30,7 +31,9 @@ class LayerWeights:
 
 class LlamaModel:
     def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
-                 max_positions: int) -> None:
+                 max_positions: int, int4_source: Int4Source | None = None) -> None:
+        """int4_source: builds a fused Linear's exact 4-bit weight from its checkpoint names (None:
+        bf16 only)."""
         self.arch = arch
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
@@ -38,7 +41,7 @@ class LlamaModel:
         self.lm_head = Linear(weights.get("lm_head.weight", self.embed))  # tied when absent
         self.dtype = self.embed.dtype
         self.device = self.embed.device
-        self.layers = [self._fuse(weights, i) for i in range(arch.num_layers)]
+        self.layers = [self._fuse(weights, i, int4_source) for i in range(arch.num_layers)]
         scaling = dict(arch.rope_scaling) if arch.rope_scaling else None
         self.cos, sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
                                    self.device, self.dtype)  # [P, D] each
@@ -48,20 +51,24 @@ class LlamaModel:
         self.kv_size = arch.num_kv_heads * arch.head_dim
 
     @staticmethod
-    def _fuse(w: dict[str, torch.Tensor], i: int) -> LayerWeights:
+    def _fuse(w: dict[str, torch.Tensor], i: int, int4_source: Int4Source | None) -> LayerWeights:
         p = f"model.layers.{i}."
         attn, mlp = p + "self_attn.", p + "mlp."
+
+        def linear(names: list[str], bias: torch.Tensor | None = None) -> Linear:
+            weight = torch.cat([w[name] for name in names]) if len(names) > 1 else w[names[0]]
+            return Linear(weight, bias, int4_source(names) if int4_source is not None else None)
+
         bias = None
         if attn + "q_proj.bias" in w:
             bias = torch.cat([w[attn + "q_proj.bias"], w[attn + "k_proj.bias"], w[attn + "v_proj.bias"]])
         return LayerWeights(
             input_norm=w[p + "input_layernorm.weight"],
-            qkv=Linear(torch.cat([w[attn + "q_proj.weight"], w[attn + "k_proj.weight"],
-                                  w[attn + "v_proj.weight"]]), bias),
-            o_proj=Linear(w[attn + "o_proj.weight"]),
+            qkv=linear([attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"], bias),
+            o_proj=linear([attn + "o_proj.weight"]),
             post_norm=w[p + "post_attention_layernorm.weight"],
-            gate_up=Linear(torch.cat([w[mlp + "gate_proj.weight"], w[mlp + "up_proj.weight"]])),
-            down=Linear(w[mlp + "down_proj.weight"]),
+            gate_up=linear([mlp + "gate_proj.weight", mlp + "up_proj.weight"]),
+            down=linear([mlp + "down_proj.weight"]),
         )
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,

@@ -42,6 +42,7 @@ class LoadedModel:
     chat_template: str | None
     name: str  # the served model name
     path: Path  # what the user passed (the GGUF file, not its cache folder)
+    folder: Path  # the HF folder the weights were read from (a GGUF's converted cache folder)
     max_model_len: int
 
 
@@ -72,6 +73,7 @@ def load_model(
         chat_template=chat_template,
         name=name,
         path=path,
+        folder=folder,
         max_model_len=_max_model_len(arch),
     )
 

@@ -109,3 +109,18 @@ def check_weight_names(weights: dict[str, torch.Tensor], arch: ModelArch) -> Non
     for name, shape in expected.items():
         if tuple(weights[name].shape) != shape:
             raise ValueError(f"{name}: shape {tuple(weights[name].shape)}, expected {shape}")
+
+
+def float32_reader(folder: Path) -> Callable[[str], torch.Tensor]:
+    """A function reading one named tensor of the folder's checkpoint in float32 (on the CPU), as
+    stored: not rounded to the dtype the engine computes in."""
+    where = {}
+    for file in safetensors_files(folder):
+        with safe_open(str(file), framework="pt") as f:
+            where.update({name: file for name in f.keys()})
+
+    def read(name: str) -> torch.Tensor:
+        with safe_open(str(where[name]), framework="pt") as f:
+            return f.get_tensor(name).float()
+
+    return read

@@ -1,0 +1,85 @@
+"""4-bit weights read as they are stored, for decode steps of a few rows on CPU.
+
+A GGUF's Q4_1 tensors hold each group of 32 weights as 4-bit codes q with a scale d and an offset
+m (w = q * d + m); the converted checkpoint keeps them dequantized in float32, and the engine
+computes in bf16. A decode step of one row reads every weight once, so it costs what reading them
+costs: 269 MB a token for the default model in bf16, ~70 MB in 4 bits. torch's CPU weight-only
+kernel (`aten._weight_int4pack_mm_for_cpu`, groups of 32, w = (q - 8) * scale + zero) reads the
+4-bit codes directly.
+
+Only weights whose every group lies exactly on a 4-bit grid are packed (a Q4_1 layer always
+does; a bf16 or Q8 checkpoint does not), so packing loses nothing beyond storing each group's
+scale and zero in bf16. The kernel is faster than the bf16 matmul at 1 row and even at ~8, then
+slower (bench/results/step_profile.md), so Linear uses it for up to INT4_MAX_ROWS rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sluicegate.engine.models.safetensors_loader import float32_reader
+
+GROUP = 32  # weights per scale and zero (Q4_0 / Q4_1 block size)
+INT4_MAX_ROWS = 4  # rows (tokens) up to which a call reads the 4-bit weight
+_GRID_TOLERANCE = 1e-3  # largest |dequantized - weight| on a grid, as a share of the group's step
+
+
+@dataclass(frozen=True)
+class Int4Weight:
+    """A [N, K] weight as 4-bit codes in torch's CPU int4 layout, with per-group scale and zero."""
+
+    packed: torch.Tensor  # opaque int4 layout of the codes q [N, K], 0..15
+    scales_zeros: torch.Tensor  # [K / GROUP, N, 2] bf16: w = (q - 8) * scale + zero
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x [M, K] bf16 -> x @ W.T [M, N] bf16."""
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP, self.scales_zeros)
+
+
+def int4_available() -> bool:
+    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and hasattr(
+        torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
+
+
+def exact_int4(weight: torch.Tensor) -> Int4Weight | None:
+    """Pack weight [N, K] (float32, as converted) when each group of 32 along K lies on a 4-bit
+    grid from its minimum to its maximum; None when any group does not (then packing would round)."""
+    n, k = weight.shape
+    if k % GROUP:
+        return None
+    groups = weight.float().reshape(n, k // GROUP, GROUP)  # [N, K/G, G]
+    lo = groups.amin(dim=-1, keepdim=True)  # [N, K/G, 1]
+    step = (groups.amax(dim=-1, keepdim=True) - lo) / 15
+    codes = ((groups - lo) / step.clamp(min=torch.finfo(torch.float32).tiny)).round_().clamp_(0, 15)
+    error = (codes * step + lo - groups).abs().amax(dim=-1, keepdim=True)  # [N, K/G, 1]
+    if bool((error > _GRID_TOLERANCE * step).any()):
+        return None
+    zero = lo + 8 * step  # the kernel centres the codes: (q - 8) * step + zero = q * step + lo
+    scales_zeros = torch.cat([step, zero], dim=-1).to(torch.bfloat16).transpose(0, 1).contiguous()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.reshape(n, k).to(torch.int32), 1)
+    return Int4Weight(packed, scales_zeros)
+
+
+Int4Source = Callable[[Sequence[str]], "Int4Weight | None"]
+
+
+def int4_source(read_float32: Callable[[str], torch.Tensor]) -> Int4Source:
+    """Given a reader of checkpoint tensors in float32, a function from the names of the weights
+    one Linear fuses (rows concatenated in that order) to their exact 4-bit packing, or None."""
+
+    def build(names: Sequence[str]) -> Int4Weight | None:
+        return exact_int4(torch.cat([read_float32(name) for name in names]))
+
+    return build
+
+
+def decode_int4_source(enabled: bool, device: torch.device, dtype: torch.dtype, folder: Path) -> Int4Source | None:
+    """The 4-bit source for an engine's Linears, or None where 4-bit decode does not apply: only the
+    CPU kernel exists, and fp32 keeps its exact matmuls (greedy parity with HF is checked in fp32)."""
+    if not enabled or device.type != "cpu" or dtype != torch.bfloat16 or not int4_available():
+        return None
+    return int4_source(float32_reader(folder))
