@@ -117,8 +117,8 @@ class EngineConfig:
     cuda_graphs: bool = option(True, help="replay captured CUDA graphs for decode steps (CUDA only; "
                                           "--no-cuda-graphs runs them eagerly, for debugging)")
     int4_decode: bool = option(
-        True, help="on CPU in bf16, decode steps of up to 4 rows read weights a GGUF stores in 4 bits (Q4_1) "
-                   "as stored, a quarter of the bytes (--no-int4-decode reads their bf16 copy)")
+        True, help="on CPU in bf16, decode steps of up to 4 rows read the layers a GGUF stores in 4 bits "
+                   "(Q4_0, Q4_1, Q4_K) as stored, a quarter of the bytes (--no-int4-decode reads their bf16 copy)")
     num_threads: int | None = option(
         None, help="torch CPU threads (None: serve uses every core it may run on, generate uses torch's default)")
     grammar_fast_forward: bool = option(

@@ -40,12 +40,28 @@ def test_a_q4_1_weight_packs_and_multiplies_as_stored() -> None:
     assert (got - want).abs().max().item() <= 2e-2 * want.abs().max().item()  # bf16 scale and output rounding
 
 
+def test_groups_whose_codes_miss_the_ends_of_the_grid_pack_exactly() -> None:
+    """Q4_0 (w = (q - 8) * d) and Q4_K groups need not use codes 0 and 15, nor two adjacent codes."""
+    weight = q4_1_weight(64, 128, seed=2)
+    groups = weight.reshape(64, 4, GROUP)
+    groups[0, 0] = torch.tensor([0.0, 2, 5, 12] * 8) * 0.01 - 0.03  # 12 of 15 levels, no neighbours
+    groups[1, 2] = torch.arange(GROUP).remainder(9).float() * -0.004  # 9 levels, all below zero
+    groups[2, 1] = 0.25  # one value
+    packed = exact_int4(weight)
+    assert packed is not None
+    x = torch.randn(2, 128).to(torch.bfloat16)
+    want = x.float() @ weight.T
+    assert (packed.matmul(x).float() - want).abs().max().item() <= 2e-2 * want.abs().max().item()
+
+
 def test_weights_off_a_4_bit_grid_are_not_packed() -> None:
     assert exact_int4(torch.randn(64, 128)) is None
     on_grid = q4_1_weight(64, 128)
     on_grid[5, 7] += 1e-3  # one weight between two codes of its group
     assert exact_int4(on_grid) is None
     assert exact_int4(q4_1_weight(64, 128)[:, :80]) is None  # K not a multiple of 32
+    six_bit = torch.randint(0, 64, (64, 128), generator=torch.Generator().manual_seed(3)).float() * 0.01
+    assert exact_int4(six_bit) is None  # Q6-like: 64 levels
 
 
 @pytest.mark.parametrize("with_bias", [False, True])
