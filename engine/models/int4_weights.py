@@ -111,9 +111,14 @@ def int4_source(read_float32: Callable[[str], torch.Tensor]) -> Int4Source:
     return build
 
 
-def decode_int4_source(enabled: bool, device: torch.device, dtype: torch.dtype, folder: Path) -> Int4Source | None:
-    """The 4-bit source for an engine's Linears, or None where 4-bit decode does not apply: only the
-    CPU kernel exists, and fp32 keeps its exact matmuls (greedy parity with HF is checked in fp32)."""
-    if not enabled or device.type != "cpu" or dtype != torch.bfloat16 or not int4_available():
+def decode_int4_source(enabled: bool, folder: Path) -> Int4Source | None:
+    """The 4-bit source for an engine's Linears (None: off, or no kernel in this torch)."""
+    if not enabled or not int4_available():
         return None
     return int4_source(float32_reader(folder))
+
+
+def int4_applies(weight: torch.Tensor) -> bool:
+    """Whether a Linear on this (compute) weight may read 4-bit codes: only the CPU kernel exists,
+    and fp32 keeps its exact matmuls (greedy parity with HF is checked in fp32)."""
+    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16

@@ -9,7 +9,7 @@ weight: packed calls there measured no faster, and a mixed workload sends them m
 row counts. fp32 keeps F.linear everywhere: the packed path uses a different kernel than MKL's
 sgemm, so results would move by rounding.
 
-Where the checkpoint's weight is stored in 4 bits (a GGUF's Q4_1 layers), calls of up to
+Where the checkpoint's weight is stored in 4 bits (a GGUF's Q4_0, Q4_1, Q4_K layers), calls of up to
 INT4_MAX_ROWS rows read those codes instead (engine/models/int4_weights.py): a decode step at one
 row reads a quarter of the bytes. Those rows see the 4-bit weights with bf16 scales, the rest the
 same weights rounded to bf16; the two differ by about bf16's rounding.

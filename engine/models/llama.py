@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
 from sluicegate.engine.models.arch import ModelArch
-from sluicegate.engine.models.int4_weights import Int4Source
+from sluicegate.engine.models.int4_weights import Int4Source, int4_applies
 from sluicegate.engine.models.linear import Linear
 from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
 
@@ -57,7 +57,8 @@ class LlamaModel:
 
         def linear(names: list[str], bias: torch.Tensor | None = None) -> Linear:
             weight = torch.cat([w[name] for name in names]) if len(names) > 1 else w[names[0]]
-            return Linear(weight, bias, int4_source(names) if int4_source is not None else None)
+            int4 = int4_source(names) if int4_source is not None and int4_applies(weight) else None
+            return Linear(weight, bias, int4)
 
         bias = None
         if attn + "q_proj.bias" in w:

@@ -10,7 +10,6 @@ from sluicegate.engine.llm import build_config
 from sluicegate.engine.models.int4_weights import (
     GROUP,
     INT4_MAX_ROWS,
-    decode_int4_source,
     exact_int4,
     int4_available,
 )
@@ -92,4 +91,8 @@ def test_the_default_model_decodes_from_its_4_bit_layers() -> None:
     assert all(lin.int4 is not None for lin in linears) and model.lm_head.int4 is None
     off = LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64, int4_decode=False), loaded=loaded)
     assert all(layer.qkv.int4 is None for layer in off.runner.model.layers)
-    assert decode_int4_source(True, torch.device("cpu"), torch.float32, loaded.folder) is None
+    fp32 = load_model(None, torch.float32, torch.device("cpu"), progress=None)
+    for config in (build_config(None, dtype="bfloat16", num_blocks=64), build_config(None, dtype="float32", num_blocks=64)):
+        # an engine whose config says bf16 on fp32 weights (as tests share one fp32 model) computes in fp32
+        fp32_model = LLMEngine(config, loaded=fp32).runner.model
+        assert all(layer.qkv.int4 is None for layer in fp32_model.layers)
