@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.linear_pack import per_call_us  # noqa: E402
 from sluicegate.engine.malloc_tuning import keep_freed_memory  # noqa: E402
 from sluicegate.engine.sampler import SamplingTensors, sample  # noqa: E402
 
@@ -29,15 +28,6 @@ def exponential_race(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     for i, g in enumerate(t.generators):
         noise[i].exponential_(generator=g)
     return (probs / noise).argmax(dim=-1)
-
-
-def ms_per_call(fn: Callable[[], object], iters: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters * 1e3
 
 
 def main() -> None:
@@ -53,8 +43,8 @@ def main() -> None:
         t = SamplingTensors(temperature=torch.full((rows,), 0.8), top_p=torch.ones(rows),
                             top_k=torch.zeros(rows, dtype=torch.long), min_p=torch.zeros(rows),
                             generators=[torch.Generator().manual_seed(i) for i in range(rows)])
-        race = ms_per_call(lambda: exponential_race(logits, t))  # noqa: B023
-        ours = ms_per_call(lambda: sample(logits.clone(), t))  # noqa: B023
+        race = per_call_us(lambda: exponential_race(logits, t), 20) / 1e3  # noqa: B023
+        ours = per_call_us(lambda: sample(logits.clone(), t), 20) / 1e3  # noqa: B023
         print(f"| {rows} | {race:.2f} | {ours:.2f} |")
 
 

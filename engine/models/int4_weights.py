@@ -84,9 +84,10 @@ def _grid(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     left = torch.ones(span.shape, dtype=torch.bool)  # [R, C, 1] groups without a grid yet
     for levels in range(15, 0, -1):
         sub = left.squeeze(-1)  # [R, C]
+        values, origin = groups[sub], lo[sub]  # [m, G], [m, 1]
         trial = (span[sub] / levels).clamp(min=torch.finfo(torch.float32).tiny)  # [m, 1]
-        trial_codes = ((groups[sub] - lo[sub]) / trial).round_()  # [m, G]
-        error = (trial_codes * trial + lo[sub] - groups[sub]).abs().amax(dim=-1, keepdim=True)
+        trial_codes = ((values - origin) / trial).round_()  # [m, G]
+        error = (trial_codes * trial + origin - values).abs().amax(dim=-1, keepdim=True)
         fits = (error <= _GRID_TOLERANCE * trial).squeeze(-1)  # [m]
         where = sub.nonzero(as_tuple=True)
         hit = tuple(i[fits] for i in where)
@@ -98,24 +99,21 @@ def _grid(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return None
 
 
-Int4Source = Callable[[Sequence[str]], "Int4Weight | None"]
+Int4Source = Callable[[Sequence[str]], Int4Weight | None]
 
 
-def int4_source(read_float32: Callable[[str], torch.Tensor]) -> Int4Source:
-    """Given a reader of checkpoint tensors in float32, a function from the names of the weights
-    one Linear fuses (rows concatenated in that order) to their exact 4-bit packing, or None."""
+def decode_int4_source(enabled: bool, folder: Path) -> Int4Source | None:
+    """For an engine's Linears: a function from the checkpoint names of the weights one Linear fuses
+    (rows concatenated in that order) to their exact 4-bit packing or None; None when 4-bit decode
+    is off or this torch has no kernel. Weights are read in float32, as stored, not as computed."""
+    if not enabled or not int4_available():
+        return None
+    read_float32 = float32_reader(folder)
 
     def build(names: Sequence[str]) -> Int4Weight | None:
         return exact_int4(torch.cat([read_float32(name) for name in names]))
 
     return build
-
-
-def decode_int4_source(enabled: bool, folder: Path) -> Int4Source | None:
-    """The 4-bit source for an engine's Linears (None: off, or no kernel in this torch)."""
-    if not enabled or not int4_available():
-        return None
-    return int4_source(float32_reader(folder))
 
 
 def int4_applies(weight: torch.Tensor) -> bool:
