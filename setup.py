@@ -32,6 +32,7 @@ class BuildWithGrpcCode(build_py):
 setup(
     packages=["sluicegate", *(f"sluicegate.{name}" for name in find_packages(include=[f"{r}*" for r in ROOMS]))],
     package_dir={"sluicegate": "sluicegate", **{f"sluicegate.{room}": room for room in ROOMS}},
-    package_data={"sluicegate": ["py.typed"], "sluicegate.proto": ["**/*.proto"]},
+    package_data={"sluicegate": ["py.typed"], "sluicegate.proto": ["**/*.proto"],
+                  "sluicegate.engine.kernels": ["csrc/*.cpp"]},  # built on the user's machine (cpu_ops.py)
     cmdclass={"build_py": BuildWithGrpcCode},
 )

@@ -24,12 +24,14 @@ from sluicegate.engine.models.loader import load_model  # noqa: E402
 from sluicegate.engine.params import SamplingParams  # noqa: E402
 
 
-def _fill(engine: LLMEngine, batch: int, prompt_len: int, max_tokens: int) -> None:
-    """Add `batch` greedy requests and run their prefills so every later step is decode only."""
+def _fill(engine: LLMEngine, batch: int, prompt_len: int, max_tokens: int, temperature: float = 0.0) -> None:
+    """Add `batch` requests (greedy at temperature 0, else seeded) and run their prefills so every
+    later step is decode only."""
     base = list(range(1000, 1000 + prompt_len))
     for i in range(batch):
+        seed = i if temperature > 0 else None
         engine.add_request([t + i for t in base], SamplingParams(max_tokens=max_tokens, min_tokens=max_tokens,
-                                                                  temperature=0.0))
+                                                                  temperature=temperature, seed=seed))
     while any(r.num_computed_tokens < r.num_prompt_tokens for r in engine.requests.values()):
         engine.step()
 
@@ -79,18 +81,20 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--temperature", type=float, default=0.0, help="above 0: seeded sampling, as the serving bench asks")
     ap.add_argument("--ops", action="store_true", help="also print torch.profiler's top ops")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(None, getattr(torch, args.dtype), torch.device("cpu"))
     engine = LLMEngine(build_config(None, dtype=args.dtype, max_num_seqs=max(64, args.batch)), loaded=loaded)
     total_steps = 2 * args.steps + 8
-    _fill(engine, args.batch, args.prompt_len, total_steps + 4)
+    _fill(engine, args.batch, args.prompt_len, total_steps + 4, args.temperature)
     for _ in range(8):
         engine.step()
     totals = _timed_phases(engine, args.steps)
     per = 1000 / args.steps
-    print(f"batch {args.batch}, {args.steps} decode steps, {args.threads} thread(s), {args.dtype}")
+    print(f"batch {args.batch}, {args.steps} decode steps, {args.threads} thread(s), {args.dtype}, "
+          f"temperature {args.temperature}")
     for label, secs in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {label:32s} {secs * per:8.3f} ms/step")
     if args.ops:

@@ -91,7 +91,8 @@ class LLMEngine:
         capacity = (num_blocks - 1) * block_size
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
         model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len,
-                           int4_source=decode_int4_source(config.int4_decode, loaded.folder))
+                           int4_source=decode_int4_source(config.int4_decode, loaded.folder),
+                           cpu_kernels=config.cpu_kernels)
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
         if config.cuda_graphs and self.device.type == "cuda":
             self.runner.capture_decode_graphs(config.scheduler.max_num_seqs, self.max_model_len)

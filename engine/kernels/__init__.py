@@ -1,2 +1,4 @@
-"""Triton kernels outside attention (sampling-side). Importing defines kernels only: no launch, no
-device query, so they import on a machine without a GPU (TRITON_INTERPRET=1 runs them on CPU)."""
+"""Kernels outside attention: triton ones on the sampling side (token_bitmask.py; importing defines
+kernels only, no launch or device query, so they import on a machine without a GPU and
+TRITON_INTERPRET=1 runs them on CPU), and the C++ CPU kernels of decode steps (cpu_ops.py, built on
+first use)."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.kernels import cpu_ops
 from sluicegate.engine.models.arch import ModelArch
 from sluicegate.engine.models.int4_weights import Int4Source, int4_applies
 from sluicegate.engine.models.linear import Linear
@@ -31,9 +32,10 @@ class LayerWeights:
 
 class LlamaModel:
     def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
-                 max_positions: int, int4_source: Int4Source | None = None) -> None:
+                 max_positions: int, int4_source: Int4Source | None = None, cpu_kernels: bool = False) -> None:
         """int4_source: builds a fused Linear's exact 4-bit weight from its checkpoint names (None:
-        bf16 only)."""
+        bf16 only). cpu_kernels: run calls of a few rows through engine/kernels/cpu_ops.py where
+        they apply (CPU, bf16, the paged cache's standard layout) and can be built."""
         self.arch = arch
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
@@ -49,6 +51,8 @@ class LlamaModel:
         self.scale = arch.head_dim ** -0.5
         self.q_size = arch.num_heads * arch.head_dim
         self.kv_size = arch.num_kv_heads * arch.head_dim
+        self.cpu_kernels = (cpu_kernels and self.device.type == "cpu" and self.dtype == torch.bfloat16
+                            and backend.name == "torch" and cpu_ops.load())
 
     @staticmethod
     def _fuse(w: dict[str, torch.Tensor], i: int, int4_source: Int4Source | None) -> LayerWeights:
@@ -75,26 +79,73 @@ class LlamaModel:
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata) -> torch.Tensor:
         """input_ids, positions: [T] -> final hidden states [T, H] (already normed)."""
-        arch = self.arch
-        eps = arch.rms_norm_eps
-        hidden = F.embedding(input_ids, self.embed)  # [T, H]
-        cos, sin = self.cos[positions, None], self.signed_sin[positions, None]  # [T, 1, D]
-        qk_heads = arch.num_heads + arch.num_kv_heads
-        residual = hidden
+        ops = _FusedOps(self) if self.cpu_kernels and input_ids.shape[0] <= CPU_KERNEL_MAX_ROWS else _EagerOps(self)
+        residual = F.embedding(input_ids, self.embed)  # [T, H]
+        cos, sin = self.cos[positions], self.signed_sin[positions]  # [T, D] each
+        delta: torch.Tensor | None = None  # what the last block adds to the residual stream
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
-            x = F.rms_norm(residual, (arch.hidden_size,), layer.input_norm, eps)
-            qkv = layer.qkv(x)  # [T, (heads + 2 kv) * D]
-            qk = qkv[:, : self.q_size + self.kv_size].view(-1, qk_heads, arch.head_dim)  # [T, heads + kv, D]
-            q, k = apply_rope(qk, cos, sin).split([arch.num_heads, arch.num_kv_heads], dim=1)  # views
-            v = qkv[:, self.q_size + self.kv_size:].view(-1, arch.num_kv_heads, arch.head_dim)  # [T, kv, D]
-            self.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+            residual, x = ops.add_norm(residual, delta, layer.input_norm)
+            q = ops.rope_store_kv(layer.qkv(x), cos, sin, k_cache, v_cache, meta)  # [T, heads, D]
             attn = self.backend.attend(q, k_cache, v_cache, meta, self.scale)  # [T, heads, D]
-            residual = residual + layer.o_proj(attn.reshape(-1, self.q_size))
-            x = F.rms_norm(residual, (arch.hidden_size,), layer.post_norm, eps)
-            gate, up = layer.gate_up(x).chunk(2, dim=-1)  # [T, I] each
-            residual = residual + layer.down(F.silu(gate) * up)
-        return F.rms_norm(residual, (arch.hidden_size,), self.norm, eps)
+            residual, x = ops.add_norm(residual, layer.o_proj(attn.reshape(-1, self.q_size)), layer.post_norm)
+            delta = layer.down(ops.silu_mul(layer.gate_up(x)))  # gate_up: [T, 2 * I]
+        return ops.add_norm(residual, delta, self.norm)[1]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [S, H] -> logits [S, V] in fp32."""
         return self.lm_head(hidden).float()
+
+
+# Rows up to which a forward runs the CPU kernels (decode steps, small chunks): they are serial
+# loops, faster than torch's ops there and slower than its threaded ones on long prefill chunks.
+CPU_KERNEL_MAX_ROWS = 32
+
+
+class _EagerOps:
+    """A layer's small ops in torch (any device and dtype; the reference the kernels match)."""
+
+    def __init__(self, model: LlamaModel) -> None:
+        self.model = model
+        self.shape = (model.arch.hidden_size,)
+        self.eps = model.arch.rms_norm_eps
+
+    def add_norm(self, residual: torch.Tensor, delta: torch.Tensor | None,
+                 weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (residual + delta, its RMSNorm): [T, H] each."""
+        if delta is not None:
+            residual = residual + delta
+        return residual, F.rms_norm(residual, self.shape, weight, self.eps)
+
+    def rope_store_kv(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+                      v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """qkv [T, (heads + 2 kv) * D] -> q [T, heads, D] rotated; k (rotated) and v go to the cache."""
+        m, arch = self.model, self.model.arch
+        qk = qkv[:, : m.q_size + m.kv_size].view(-1, arch.num_heads + arch.num_kv_heads, arch.head_dim)
+        q, k = apply_rope(qk, cos[:, None], sin[:, None]).split([arch.num_heads, arch.num_kv_heads], dim=1)
+        v = qkv[:, m.q_size + m.kv_size:].view(-1, arch.num_kv_heads, arch.head_dim)  # [T, kv, D]
+        m.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        return q
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """[T, 2 * I] -> silu(gate) * up [T, I]."""
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
+class _FusedOps(_EagerOps):
+    """The same ops, one CPU kernel each (engine/kernels/csrc/cpu_ops.cpp), bit-identical results."""
+
+    def add_norm(self, residual: torch.Tensor, delta: torch.Tensor | None,
+                 weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if delta is None:
+            return residual, torch.ops.sluicegate.rms_norm(residual, weight, self.eps)
+        return torch.ops.sluicegate.add_rms_norm(residual, delta, weight, self.eps)
+
+    def rope_store_kv(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+                      v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        arch = self.model.arch
+        return torch.ops.sluicegate.rope_store_kv(qkv, cos, sin, k_cache, v_cache, meta.slot_mapping,
+                                                  arch.num_heads, arch.num_kv_heads)
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        return torch.ops.sluicegate.silu_mul(gate_up)

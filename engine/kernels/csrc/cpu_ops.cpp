@@ -1,0 +1,259 @@
+// CPU kernels for decode-sized calls (a few rows), registered as torch ops: torch.ops.sluicegate.*
+//
+// A decode step runs ~35 small ops per layer, and at one row torch's composite ops cost more than
+// their arithmetic: F.rms_norm is ~10 aten calls (13 µs for 576 values), rotary embedding plus the
+// KV-cache write ~14 (~50 µs). Each kernel here does the same arithmetic in one pass and rounds
+// where torch's eager ops round, so results are bit-identical to them (tests/unit/test_cpu_kernels.py).
+// The loops are serial: callers use them for a few rows only (engine/models/llama.py), where an
+// OpenMP region would cost more than the work. Built and loaded by engine/kernels/cpu_ops.py.
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+inline float to_float(c10::BFloat16 x) { return std::bit_cast<float>(static_cast<uint32_t>(x.x) << 16); }
+inline float to_float(float x) { return x; }
+
+// float -> T, rounding to nearest even as c10::BFloat16(float) does (NaN -> 0x7FC0), in integer
+// ops the compiler vectorizes (c10's conversion does not).
+template <typename T>
+inline T from_float(float f);
+
+template <>
+inline float from_float<float>(float f) {
+  return f;
+}
+
+template <>
+inline c10::BFloat16 from_float<c10::BFloat16>(float f) {
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  const uint16_t bits = static_cast<uint16_t>((u & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded);
+  return c10::BFloat16(bits, c10::BFloat16::from_bits());
+}
+
+template <typename T>
+inline void load_row(const T* src, float* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = to_float(src[i]);
+}
+
+// exp(x) written so that the compiler vectorizes it, which it does not for std::exp (a libm call):
+// Cephes' expf, 2^n * p(r) with |r| <= ln2 / 2, relative error ~1e-7. Past ln(FLT_MAX) it is +inf,
+// as expf is; below -87.3 it is 0 where expf gives a subnormal (no caller here can tell: silu adds
+// it to 1). Rounds n to nearest by adding 1.5 * 2^23, since floorf does not vectorize, and applies
+// 2^n as 2^(n-1) * 2 so that n = 128 (x just under 88.72) stays finite.
+inline float exp_vectorizable(float x) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float big = x > 88.7228394f ? inf : 1.f;
+  const float small = x < -87.3f ? 0.f : 1.f;
+  x = x > -87.3f ? (x < 88.7228394f ? x : 88.7228394f) : -87.3f;
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23) * 2.f * big * small;
+}
+
+// Calls fn(T{}) with T the kernel's element type for dtype: bf16 (what the engine uses them for) or
+// fp32 (tests compare the two paths there too).
+template <typename Fn>
+void dispatch(at::ScalarType dtype, const char* op, Fn&& fn) {
+  if (dtype == at::kBFloat16) {
+    fn(c10::BFloat16{});
+  } else if (dtype == at::kFloat) {
+    fn(float{});
+  } else {
+    TORCH_CHECK(false, op, ": expected bfloat16 or float32 tensors, got ", dtype);
+  }
+}
+
+// ---- RMSNorm, with the residual add before it -------------------------------------------------
+
+// residual (+ delta) [T, N] -> (the sum, rms_norm(sum) * weight), rounding as torch's eager ops do:
+// the sum to the dtype, then x * rsqrt(mean(x^2) + eps) * weight in fp32, rounded once (F.rms_norm).
+template <typename T>
+void add_rms_norm_rows(const T* res, const T* delta, const T* w, T* sum, T* normed, int64_t rows, int64_t n,
+                       float eps) {
+  std::vector<float> x(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* a = res + r * n;
+    if (delta != nullptr) {
+      const T* b = delta + r * n;
+      T* s = sum + r * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) s[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
+      a = s;
+    }
+    load_row(a, x.data(), n);
+    float squares = 0.f;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t i = 0; i < n; ++i) squares += x[i] * x[i];
+    const float inv = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
+    T* o = normed + r * n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o[i] = from_float<T>(x[i] * inv * to_float(w[i]));
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> norm_impl(const at::Tensor& residual, const at::Tensor* delta,
+                                             const at::Tensor& weight, double eps) {
+  TORCH_CHECK(residual.device().is_cpu() && residual.dim() == 2 && residual.is_contiguous(),
+              "rms_norm: input must be a contiguous CPU tensor [T, N]");
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == residual.size(1) && weight.is_contiguous() &&
+                  weight.scalar_type() == residual.scalar_type(),
+              "rms_norm: weight must be a contiguous [N] of the input's dtype");
+  at::Tensor d;
+  if (delta != nullptr) {
+    d = delta->contiguous();
+    TORCH_CHECK(d.sizes() == residual.sizes() && d.scalar_type() == residual.scalar_type(),
+                "add_rms_norm: the residual and the delta must have one shape and dtype");
+  }
+  const int64_t rows = residual.size(0), n = residual.size(1);
+  at::Tensor sum = delta != nullptr ? at::empty_like(residual) : residual;
+  at::Tensor normed = at::empty_like(residual);
+  dispatch(residual.scalar_type(), "rms_norm", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    add_rms_norm_rows<scalar_t>(residual.data_ptr<scalar_t>(), delta != nullptr ? d.data_ptr<scalar_t>() : nullptr,
+                                weight.data_ptr<scalar_t>(), sum.data_ptr<scalar_t>(), normed.data_ptr<scalar_t>(),
+                                rows, n, static_cast<float>(eps));
+  });
+  return {sum, normed};
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return std::get<1>(norm_impl(x, nullptr, weight, eps));
+}
+
+std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const at::Tensor& delta,
+                                                const at::Tensor& weight, double eps) {
+  return norm_impl(residual, &delta, weight, eps);
+}
+
+// ---- SiLU gate -----------------------------------------------------------------------------------
+
+// gate_up [T, 2I] -> silu(gate) * up [T, I], rounding as F.silu(gate) * up does: silu to the dtype,
+// then the product.
+template <typename T>
+void silu_mul_rows(const T* gate_up, T* out, int64_t rows, int64_t inter) {
+  std::vector<float> silu(inter);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gate = gate_up + r * 2 * inter;
+    const T* up = gate + inter;
+    T* o = out + r * inter;
+#pragma omp simd
+    for (int64_t i = 0; i < inter; ++i) {
+      const float x = to_float(gate[i]);
+      silu[i] = x / (1.f + exp_vectorizable(-x));
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < inter; ++i) o[i] = from_float<T>(to_float(from_float<T>(silu[i])) * to_float(up[i]));
+  }
+}
+
+at::Tensor silu_mul(const at::Tensor& gate_up) {
+  TORCH_CHECK(gate_up.device().is_cpu() && gate_up.dim() == 2 && gate_up.is_contiguous() && gate_up.size(1) % 2 == 0,
+              "silu_mul: input must be a contiguous CPU tensor [T, 2I]");
+  const int64_t rows = gate_up.size(0), inter = gate_up.size(1) / 2;
+  at::Tensor out = at::empty({rows, inter}, gate_up.options());
+  dispatch(gate_up.scalar_type(), "silu_mul", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    silu_mul_rows<scalar_t>(gate_up.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, inter);
+  });
+  return out;
+}
+
+// ---- Rotary embedding and the KV-cache write ------------------------------------------------------
+
+// out = x * cos + x_rolled * sin over n values, rounding after each op as the eager expression does.
+template <typename T>
+inline void rotate_part(const T* x, const T* x_rolled, const T* cos, const T* sin, T* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = from_float<T>(to_float(x[i]) * to_float(cos[i]));
+    const T b = from_float<T>(to_float(x_rolled[i]) * to_float(sin[i]));
+    out[i] = from_float<T>(to_float(a) + to_float(b));
+  }
+}
+
+// One head: x * cos + roll(x, D/2) * signed_sin (engine/models/rope.py's apply_rope); the roll
+// pairs the first half with the second and the second with the first.
+template <typename T>
+inline void rotate_head(const T* x, const T* cos, const T* sin, T* out, int64_t D) {
+  const int64_t half = D / 2;
+  rotate_part(x, x + half, cos, sin, out, half);
+  rotate_part(x + half, x, cos + half, sin + half, out + half, half);
+}
+
+// qkv [T, (H + 2 KV) * D] (q heads, then k heads, then v heads), cos / signed_sin [T, D] at the
+// tokens' positions, slot_mapping [T] -> q [T, H, D] rotated; k rotated and v written into the
+// caches [num_blocks, block_size, KV, D] at their slots.
+at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor k_cache,
+                         at::Tensor v_cache, const at::Tensor& slot_mapping, int64_t heads, int64_t kv_heads) {
+  TORCH_CHECK(qkv.device().is_cpu() && qkv.dim() == 2 && qkv.is_contiguous(),
+              "rope_store_kv: qkv must be a contiguous CPU tensor [T, width]");
+  TORCH_CHECK(k_cache.dim() == 4 && k_cache.is_contiguous() && v_cache.is_contiguous() &&
+                  v_cache.sizes() == k_cache.sizes(), "rope_store_kv: caches must be contiguous [blocks, block_size, KV, D]");
+  const int64_t tokens = qkv.size(0), D = k_cache.size(3);
+  TORCH_CHECK(D % 2 == 0 && k_cache.size(2) == kv_heads && qkv.size(1) == (heads + 2 * kv_heads) * D,
+              "rope_store_kv: qkv's width does not match the heads and the cache");
+  TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.numel() == tokens * D && sin.numel() == tokens * D,
+              "rope_store_kv: cos and sin must be contiguous [T, D]");
+  for (const at::ScalarType dtype : {cos.scalar_type(), sin.scalar_type(), k_cache.scalar_type(), v_cache.scalar_type()}) {
+    TORCH_CHECK(dtype == qkv.scalar_type(), "rope_store_kv: all tensors must have qkv's dtype");
+  }
+  TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.numel() == tokens,
+              "rope_store_kv: slot_mapping must be int64 [T]");
+  const at::Tensor slots = slot_mapping.contiguous();
+  const int64_t num_slots = k_cache.size(0) * k_cache.size(1);
+  at::Tensor q = at::empty({tokens, heads, D}, qkv.options());
+  dispatch(qkv.scalar_type(), "rope_store_kv", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    const int64_t width = (heads + 2 * kv_heads) * D, kv_width = kv_heads * D;
+    const int64_t* slot = slots.data_ptr<int64_t>();
+    for (int64_t t = 0; t < tokens; ++t) {
+      TORCH_CHECK(slot[t] >= 0 && slot[t] < num_slots, "rope_store_kv: slot ", slot[t], " is outside the cache");
+      const scalar_t* row = qkv.data_ptr<scalar_t>() + t * width;
+      const scalar_t* c = cos.data_ptr<scalar_t>() + t * D;
+      const scalar_t* s = sin.data_ptr<scalar_t>() + t * D;
+      scalar_t* q_out = q.data_ptr<scalar_t>() + t * heads * D;
+      scalar_t* k_out = k_cache.data_ptr<scalar_t>() + slot[t] * kv_width;
+      for (int64_t h = 0; h < heads; ++h) rotate_head(row + h * D, c, s, q_out + h * D, D);
+      for (int64_t h = 0; h < kv_heads; ++h) rotate_head(row + (heads + h) * D, c, s, k_out + h * D, D);
+      std::memcpy(v_cache.data_ptr<scalar_t>() + slot[t] * kv_width, row + (heads + kv_heads) * D,
+                  kv_width * sizeof(scalar_t));
+    }
+  });
+  return q;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(sluicegate, m) {
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  m.def("add_rms_norm(Tensor residual, Tensor delta, Tensor weight, float eps) -> (Tensor, Tensor)");
+  m.def("silu_mul(Tensor gate_up) -> Tensor");
+  m.def("rope_store_kv(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, "
+        "Tensor slot_mapping, int heads, int kv_heads) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(sluicegate, CPU, m) {
+  m.impl("rms_norm", &rms_norm);
+  m.impl("add_rms_norm", &add_rms_norm);
+  m.impl("silu_mul", &silu_mul);
+  m.impl("rope_store_kv", &rope_store_kv);
+}

@@ -1,0 +1,163 @@
+"""engine/kernels/cpu_ops.py: the C++ kernels of decode-sized calls compute what torch's ops compute
+(bit for bit, but for RMSNorm's summation order), refuse bad input with a clear error, and a machine
+that cannot build them gets torch's ops and one reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sluicegate.engine.attention.torch_backend import store_kv
+from sluicegate.engine.kernels import cpu_ops
+from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
+
+needs_kernels = pytest.mark.skipif(not cpu_ops.load(), reason="the CPU kernels cannot be built here")
+ops = torch.ops.sluicegate
+BF16 = torch.bfloat16
+
+
+def every_bf16_value() -> torch.Tensor:
+    """All 65,536 bf16 bit patterns (NaNs and infinities included) as [64, 1024]."""
+    return torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(BF16).reshape(64, 1024)
+
+
+@needs_kernels
+def test_silu_mul_equals_torch_for_every_bf16_gate() -> None:
+    gate = every_bf16_value()
+    up = torch.randn(gate.shape).to(BF16)
+    want = F.silu(gate) * up
+    got = ops.silu_mul(torch.cat([gate, up], dim=1))
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    assert torch.equal(got[~torch.isnan(want)], want[~torch.isnan(want)])
+
+
+@needs_kernels
+@pytest.mark.parametrize("tokens", [1, 5, 32])
+def test_rope_store_kv_equals_rope_then_store(tokens: int) -> None:
+    heads, kv_heads, dim = 9, 3, 64
+    cos, sin = rope_cache(dim, 10000.0, None, 4096, torch.device("cpu"), BF16)
+    signed_sin = rotation_signs(sin)
+    gen = torch.Generator().manual_seed(tokens)
+    qkv = torch.randn(tokens, (heads + 2 * kv_heads) * dim, generator=gen).to(BF16)
+    positions = torch.randint(0, 4096, (tokens,), generator=gen)
+    slots = torch.randperm(40 * 16, generator=gen)[:tokens]
+    caches = [torch.zeros(40, 16, kv_heads, dim, dtype=BF16) for _ in range(4)]
+
+    qk = qkv[:, : (heads + kv_heads) * dim].view(tokens, heads + kv_heads, dim)
+    q, k = apply_rope(qk, cos[positions, None], signed_sin[positions, None]).split([heads, kv_heads], dim=1)
+    store_kv(k, qkv[:, (heads + kv_heads) * dim:].view(tokens, kv_heads, dim), caches[0], caches[1], slots)
+    got = ops.rope_store_kv(qkv, cos[positions], signed_sin[positions], caches[2], caches[3], slots, heads, kv_heads)
+    assert torch.equal(got, q)
+    assert torch.equal(caches[2], caches[0]) and torch.equal(caches[3], caches[1])
+
+
+@needs_kernels
+@pytest.mark.parametrize("tokens", [1, 4, 32, 300])
+def test_add_rms_norm_matches_torch_within_a_rounding(tokens: int) -> None:
+    """The sum is exact; the norm sums squares in another order than torch's reduction, so a value
+    may round to the neighbouring bf16 (rarely: under 0.1% of values), never further."""
+    gen = torch.Generator().manual_seed(tokens)
+    residual, delta = (torch.randn(tokens, 576, generator=gen).to(BF16) for _ in range(2))
+    weight = (torch.rand(576, generator=gen) + 0.5).to(BF16)
+    total, normed = ops.add_rms_norm(residual, delta, weight, 1e-5)
+    assert torch.equal(total, residual + delta)
+    want = F.rms_norm(residual + delta, (576,), weight, 1e-5)
+    for got in (normed, ops.rms_norm(residual + delta, weight, 1e-5)):
+        ulp = torch.finfo(BF16).eps * want.float().abs()
+        assert ((got.float() - want.float()).abs() <= ulp).all()
+        assert (got != want).float().mean().item() < 1e-3
+
+
+@needs_kernels
+def test_float32_inputs_match_torch_closely() -> None:
+    x = torch.randn(3, 64)
+    weight = torch.rand(64) + 0.5
+    torch.testing.assert_close(ops.rms_norm(x, weight, 1e-6), F.rms_norm(x, (64,), weight, 1e-6))
+    gate_up = torch.randn(3, 128)
+    torch.testing.assert_close(ops.silu_mul(gate_up), F.silu(gate_up[:, :64]) * gate_up[:, 64:])
+
+
+@needs_kernels
+def test_bad_input_is_refused_with_a_clear_error() -> None:
+    cache = torch.zeros(4, 16, 1, 8, dtype=BF16)
+    qkv = torch.randn(1, 3 * 8).to(BF16)
+    cos = torch.ones(1, 8, dtype=BF16)
+    with pytest.raises(RuntimeError, match="outside the cache"):
+        ops.rope_store_kv(qkv, cos, cos, cache, cache.clone(), torch.tensor([64]), 1, 1)
+    with pytest.raises(RuntimeError, match="width does not match"):
+        ops.rope_store_kv(qkv, cos, cos, cache, cache.clone(), torch.tensor([0]), 2, 1)
+    with pytest.raises(RuntimeError, match="bfloat16 or float32"):
+        ops.silu_mul(torch.zeros(1, 4, dtype=torch.float16))
+    with pytest.raises(RuntimeError, match="weight must be"):
+        ops.rms_norm(torch.zeros(1, 8, dtype=BF16), torch.zeros(4, dtype=BF16), 1e-6)
+
+
+@needs_kernels
+def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_torch() -> None:
+    """Same engine, kernels on and off for the same decode steps: the final hidden states differ
+    only by the norms' rare neighbouring roundings carried through 30 layers."""
+    from sluicegate.engine.llm import build_config
+    from sluicegate.engine.llm_engine import LLMEngine
+    from sluicegate.engine.models.loader import load_model
+    from sluicegate.engine.params import SamplingParams
+
+    loaded = load_model(None, BF16, torch.device("cpu"), progress=None)
+    engine = LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64), loaded=loaded)
+    model = engine.runner.model
+    assert model.cpu_kernels
+    assert not LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64, cpu_kernels=False),
+                         loaded=loaded).runner.model.cpu_kernels
+    for i in range(2):
+        engine.add_request(list(range(900 + i, 940 + i)), SamplingParams(max_tokens=8, temperature=0.0))
+    engine.step()  # both prompts' prefill: the next step decodes two rows
+    captured: list[torch.Tensor] = []
+    forward = model.forward
+
+    def twice(input_ids, positions, kv_caches, meta):  # noqa: ANN001, ANN202
+        model.cpu_kernels = False
+        eager = forward(input_ids, positions, kv_caches, meta)
+        model.cpu_kernels = True
+        fused = forward(input_ids, positions, kv_caches, meta)  # rewrites the same k/v slots
+        captured.extend([eager, fused])
+        return fused
+
+    model.forward = twice
+    try:
+        engine.step()
+    finally:
+        del model.forward
+    eager, fused = captured
+    assert eager.shape == fused.shape == (2, loaded.arch.hidden_size)
+    assert (fused.float() - eager.float()).norm() <= 0.02 * eager.float().norm()
+    for request_id in list(engine.requests):
+        engine.abort(request_id)
+    while engine.has_unfinished():
+        engine.step()
+    engine.check_integrity()
+
+
+def test_without_a_compiler_the_build_fails_once_with_the_reason(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICEGATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_ops, "_compiler", lambda: None)
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        cpu_ops.build()
+
+
+def test_a_failed_build_is_remembered_and_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICEGATE_CACHE_DIR", str(tmp_path))
+    failing = tmp_path / "cxx"
+    failing.write_text("#!/bin/sh\necho 'cxx: error: this compiler always fails' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(cpu_ops, "_compiler", lambda: str(failing))
+    with pytest.raises(RuntimeError, match="always fails"):
+        cpu_ops.build()
+    (marker,) = tmp_path.glob(f"kernels/*/{cpu_ops.FAILED_NAME}")
+    failing.write_text("#!/bin/sh\necho ran >> " + str(tmp_path / "runs") + "\nexit 1\n")
+    with pytest.raises(RuntimeError, match="always fails"):
+        cpu_ops.build()
+    assert (tmp_path / "runs").read_text() == "ran\n"  # the version query for the cache key; no compile
+    assert marker.exists()
