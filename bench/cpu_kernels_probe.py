@@ -34,8 +34,13 @@ def _drain(engine: LLMEngine) -> None:
         engine.step()
 
 
+def set_kernels(engine: LLMEngine, on: bool) -> None:
+    """The model's kernels (norms, rope + KV write, SiLU) and the attention backend's decode kernel."""
+    engine.runner.model.cpu_kernels = on
+    engine.backend.cpu_kernels = on  # type: ignore[attr-defined]
+
+
 def step_times(engine: LLMEngine, rows_list: list[int], rounds: int, prompt_len: int) -> None:
-    model = engine.runner.model
     print("| rows | torch ops ms/step | CPU kernels ms/step |\n|---|---|---|")
     for rows in rows_list:
         _fill(engine, rows, prompt_len, 40 * rounds + 16, temperature=0.8)
@@ -44,7 +49,7 @@ def step_times(engine: LLMEngine, rows_list: list[int], rounds: int, prompt_len:
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(rounds):
             for kernels in times:
-                model.cpu_kernels = kernels
+                set_kernels(engine, kernels)
                 start = time.perf_counter()
                 for _ in range(20):
                     engine.step()
@@ -52,14 +57,13 @@ def step_times(engine: LLMEngine, rows_list: list[int], rounds: int, prompt_len:
         eager, fused = (" / ".join(f"{t:.2f}" for t in times[k]) for k in times)
         print(f"| {rows} | {eager} | {fused} |", flush=True)
         _drain(engine)
-    model.cpu_kernels = True
+    set_kernels(engine, True)
 
 
 def greedy_agree(engine: LLMEngine) -> None:
-    model = engine.runner.model
     outputs = {}
     for kernels in (False, True):
-        model.cpu_kernels = kernels
+        set_kernels(engine, kernels)
         ids = [engine.add_request(list(range(500 + i, 564 + i)), SamplingParams(max_tokens=48, temperature=0.0))
                for i in range(4)]
         tokens: dict[str, list[int]] = {i: [] for i in ids}

@@ -84,7 +84,7 @@ class LLMEngine:
         self.model_name = loaded.name
         self.vocab_size = loaded.arch.vocab_size
         self.eos_token_ids = tuple(loaded.arch.eos_token_ids)
-        self.backend = select_backend(config.attention_backend, self.device)
+        self.backend = select_backend(config.attention_backend, self.device, config.cpu_kernels)
         block_size = config.cache.block_size
         num_blocks = config.cache.num_blocks or max(
             2, kv_cache_bytes(config.cache, self.device) // kv_bytes_per_block(self.arch, block_size, self.dtype))

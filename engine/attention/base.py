@@ -23,14 +23,16 @@ class AttentionBackend(Protocol):
         ...
 
 
-def select_backend(name: str, device: torch.device) -> AttentionBackend:
-    """Chosen once at start-up: triton on CUDA/ROCm/XPU, torch elsewhere; `name` forces one."""
+def select_backend(name: str, device: torch.device, cpu_kernels: bool = False) -> AttentionBackend:
+    """Chosen once at start-up: triton on CUDA/ROCm/XPU, torch elsewhere; `name` forces one.
+    cpu_kernels: the torch backend hands bf16 decode rows on CPU to the paged decode kernel
+    (engine/kernels/csrc/paged_decode.cpp) where it can be built."""
     if name == "auto":
         name = "triton" if device.type in ("cuda", "xpu") else "torch"
     if name == "torch":
         from sluicegate.engine.attention.torch_backend import TorchAttentionBackend
 
-        return TorchAttentionBackend()
+        return TorchAttentionBackend(cpu_kernels=cpu_kernels and device.type == "cpu")
     if name == "triton":
         from sluicegate.engine.attention.triton_backend import TritonAttentionBackend
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sluicegate.engine.attention.metadata import AttentionMetadata
+from sluicegate.engine.kernels import cpu_ops
 
 
 def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -153,8 +154,21 @@ def _attend_extend_cpu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
     return out.view(q_len, heads, head_dim)
 
 
+def _decode_kernel_applies(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
+    """The paged decode kernel's cases: bf16 on CPU (fp32 keeps torch's ops, the HF-parity path),
+    head sizes 64 and 128, up to 16 query heads per KV head."""
+    return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and k_cache.dtype == q.dtype
+            and q.shape[-1] in (64, 128) and q.shape[1] // k_cache.shape[2] <= 16)
+
+
 def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-           meta: AttentionMetadata, scale: float) -> torch.Tensor:
+           meta: AttentionMetadata, scale: float, cpu_kernels: bool = False) -> torch.Tensor:
+    """cpu_kernels: decode rows go to torch.ops.sluicegate.paged_decode_attention where it applies
+    (4-9x faster than the paths below, fp32 inside: bench/results/step_profile.md)."""
+    kernel = cpu_kernels and _decode_kernel_applies(q, k_cache)
+    if meta.is_decode_only and kernel:
+        return torch.ops.sluicegate.paged_decode_attention(q, k_cache, v_cache, meta.block_tables,
+                                                           meta.seq_lens, scale)
     if meta.is_decode_only and q.shape[0] == 1 and q.device.type == "cpu":
         # the context is the same for every layer: find it on the first, reuse it on the others
         ctx = meta.per_step.get("one_context")
@@ -169,13 +183,17 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     block_size = k_cache.shape[1]
     decode_rows = [i for i, n in enumerate(meta.query_lens_cpu) if n == 1]
     starts = meta.query_start_loc.tolist()
-    if len(decode_rows) > 1:
+    if len(decode_rows) > 1 or (decode_rows and kernel):
         rows = torch.tensor([starts[i] for i in decode_rows], device=q.device)
         idx = torch.tensor(decode_rows, device=q.device)
         seq_lens = meta.seq_lens[idx]
-        max_len = max(meta.seq_lens_cpu[i] for i in decode_rows)
-        out[rows] = _attend_decode(q[rows], k_cache, v_cache, meta.block_tables[idx], seq_lens,
-                                   max_len, scale)
+        if kernel:
+            out[rows] = torch.ops.sluicegate.paged_decode_attention(q[rows], k_cache, v_cache,
+                                                                    meta.block_tables[idx], seq_lens, scale)
+        else:
+            max_len = max(meta.seq_lens_cpu[i] for i in decode_rows)
+            out[rows] = _attend_decode(q[rows], k_cache, v_cache, meta.block_tables[idx], seq_lens,
+                                       max_len, scale)
         done = set(decode_rows)
     else:
         done = set()
@@ -196,10 +214,14 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
 class TorchAttentionBackend:
     name = "torch"
 
+    def __init__(self, cpu_kernels: bool = False) -> None:
+        """cpu_kernels: bf16 decode rows on CPU go to the paged decode kernel, once it is built."""
+        self.cpu_kernels = cpu_kernels and cpu_ops.load()
+
     def store_kv(self, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
                  v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
         store_kv(k, v, k_cache, v_cache, slot_mapping)
 
     def attend(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                meta: AttentionMetadata, scale: float) -> torch.Tensor:
-        return attend(q, k_cache, v_cache, meta, scale)
+        return attend(q, k_cache, v_cache, meta, scale, self.cpu_kernels)

@@ -28,7 +28,8 @@ from sluicegate.engine.models.convert_cache import cache_root
 
 log = logging.getLogger("sluicegate.engine")
 
-SOURCE = Path(__file__).with_name("csrc") / "cpu_ops.cpp"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "cpu_ops.cpp", CSRC / "paged_decode.cpp")  # and the header they share, cpu_common.h
 LIBRARY_NAME = "sluicegate_cpu_ops.so"
 FAILED_NAME = "build-failed.txt"
 
@@ -51,10 +52,10 @@ def _cpu_flags() -> str:
 def _command(compiler: str, output: Path) -> list[str]:
     torch_dir = Path(torch.__file__).resolve().parent
     return [
-        compiler, "-O3", "-march=native", "-fopenmp-simd", "-std=c++20", "-shared", "-fPIC", "-w",
+        compiler, "-O3", "-march=native", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w",
         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
         f"-I{torch_dir / 'include'}", f"-I{torch_dir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
-        str(SOURCE), "-o", str(output),
+        *(str(source) for source in SOURCES), "-o", str(output),
         f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_dir / 'lib'}",
     ]
 
@@ -62,7 +63,8 @@ def _command(compiler: str, output: Path) -> list[str]:
 def _library_path(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), torch.__version__.encode(), version.encode(), _cpu_flags().encode(),
+    sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
+    for part in (sources, torch.__version__.encode(), version.encode(), _cpu_flags().encode(),
                  " ".join(_command("cxx", Path("out"))).encode()):
         key.update(part)
         key.update(b"\0")
@@ -92,7 +94,7 @@ def build() -> Path:
     try:
         done = subprocess.run(_command(compiler, Path(tmp)), capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            message = f"compiling {SOURCE.name} failed (delete {failed} to retry):\n{(done.stderr or done.stdout)[-2000:]}"
+            message = f"compiling the kernels in {CSRC} failed (delete {failed} to retry):\n{(done.stderr or done.stdout)[-2000:]}"
             failed.write_text(message)
             raise RuntimeError(message)
         os.replace(tmp, path)

@@ -1,6 +1,7 @@
 """engine/kernels/cpu_ops.py: the C++ kernels of decode-sized calls compute what torch's ops compute
-(bit for bit, but for RMSNorm's summation order), refuse bad input with a clear error, and a machine
-that cannot build them gets torch's ops and one reason."""
+(bit for bit, but for RMSNorm's summation order; paged decode attention within bf16's rounding of
+the fp32 truth), refuse bad input with a clear error, and a machine that cannot build them gets
+torch's ops and one reason."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sluicegate.engine.attention import torch_backend
 from sluicegate.engine.attention.torch_backend import store_kv
 from sluicegate.engine.kernels import cpu_ops
 from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
+from tests.kernels.paged_cases import assert_close, make_batch, reference_output
 
 needs_kernels = pytest.mark.skipif(not cpu_ops.load(), reason="the CPU kernels cannot be built here")
 ops = torch.ops.sluicegate
@@ -71,6 +74,37 @@ def test_add_rms_norm_matches_torch_within_a_rounding(tokens: int) -> None:
         assert (got != want).float().mean().item() < 1e-3
 
 
+# One token, a block exactly full, a block plus one, mid-block ends, 16-token chunks and a tail.
+SEQ_LENS = [1, 16, 17, 40, 75, 333]
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [BF16, torch.float32])
+@pytest.mark.parametrize(("head_dim", "group"), [(64, 3), (64, 1), (128, 7), (64, 16)])
+def test_paged_decode_attention_matches_the_fp32_reference(head_dim: int, group: int, dtype: torch.dtype) -> None:
+    batch = make_batch([1] * len(SEQ_LENS), SEQ_LENS, num_kv_heads=2, group=group, head_dim=head_dim,
+                       dtype=dtype, device=torch.device("cpu"), seed=group * head_dim)
+    expected = reference_output(batch)  # store + attend in fp32, on copies
+    store_kv(batch.k_new, batch.v_new, batch.k_cache, batch.v_cache, batch.meta.slot_mapping)
+    meta = batch.meta
+    got = ops.paged_decode_attention(batch.q, batch.k_cache, batch.v_cache, meta.block_tables, meta.seq_lens,
+                                     batch.scale)
+    assert_close(got, expected, dtype)
+
+
+@needs_kernels
+def test_the_torch_backend_sends_bf16_decode_rows_to_the_kernel() -> None:
+    """Decode-only and mixed steps (decode rows beside a prefill chunk), against the fp32 reference."""
+    backend = torch_backend.TorchAttentionBackend(cpu_kernels=True)
+    assert backend.cpu_kernels and not torch_backend.TorchAttentionBackend().cpu_kernels
+    for query_lens, seq_lens in (([1, 1, 1], [5, 40, 200]), ([1, 12, 1], [30, 12, 90]), ([1, 20], [17, 60])):
+        batch = make_batch(query_lens, seq_lens, num_kv_heads=3, group=3, head_dim=64, dtype=BF16,
+                           device=torch.device("cpu"), seed=sum(seq_lens))
+        expected = reference_output(batch)
+        backend.store_kv(batch.k_new, batch.v_new, batch.k_cache, batch.v_cache, batch.meta.slot_mapping)
+        assert_close(backend.attend(batch.q, batch.k_cache, batch.v_cache, batch.meta, batch.scale), expected, BF16)
+
+
 @needs_kernels
 def test_float32_inputs_match_torch_closely() -> None:
     x = torch.randn(3, 64)
@@ -93,12 +127,22 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         ops.silu_mul(torch.zeros(1, 4, dtype=torch.float16))
     with pytest.raises(RuntimeError, match="weight must be"):
         ops.rms_norm(torch.zeros(1, 8, dtype=BF16), torch.zeros(4, dtype=BF16), 1e-6)
+    caches = torch.zeros(2, 4, 16, 1, 64, dtype=BF16).unbind(0)
+    q = torch.zeros(1, 2, 64, dtype=BF16)
+    table = torch.tensor([[0, 1]], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="outside its block table"):
+        ops.paged_decode_attention(q, *caches, table, torch.tensor([33], dtype=torch.int32), 0.125)
+    with pytest.raises(RuntimeError, match="block id outside the cache"):
+        ops.paged_decode_attention(q, *caches, table + 3, torch.tensor([20], dtype=torch.int32), 0.125)
+    with pytest.raises(RuntimeError, match="head sizes 64 and 128"):
+        ops.paged_decode_attention(torch.zeros(1, 2, 80, dtype=BF16), *torch.zeros(2, 4, 16, 1, 80, dtype=BF16).unbind(0),
+                                   table, torch.tensor([20], dtype=torch.int32), 0.125)
 
 
 @needs_kernels
 def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_torch() -> None:
-    """Same engine, kernels on and off for the same decode steps: the final hidden states differ
-    only by the norms' rare neighbouring roundings carried through 30 layers."""
+    """Same engine, kernels on and off for the same decode step: the final hidden states differ only
+    by the norms' rare neighbouring roundings and attention's fp32 (vs bf16) inside, through 30 layers."""
     from sluicegate.engine.llm import build_config
     from sluicegate.engine.llm_engine import LLMEngine
     from sluicegate.engine.models.loader import load_model
@@ -107,7 +151,7 @@ def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_tor
     loaded = load_model(None, BF16, torch.device("cpu"), progress=None)
     engine = LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64), loaded=loaded)
     model = engine.runner.model
-    assert model.cpu_kernels
+    assert model.cpu_kernels and engine.backend.cpu_kernels
     assert not LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64, cpu_kernels=False),
                          loaded=loaded).runner.model.cpu_kernels
     for i in range(2):
@@ -117,9 +161,9 @@ def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_tor
     forward = model.forward
 
     def twice(input_ids, positions, kv_caches, meta):  # noqa: ANN001, ANN202
-        model.cpu_kernels = False
+        model.cpu_kernels = engine.backend.cpu_kernels = False
         eager = forward(input_ids, positions, kv_caches, meta)
-        model.cpu_kernels = True
+        model.cpu_kernels = engine.backend.cpu_kernels = True
         fused = forward(input_ids, positions, kv_caches, meta)  # rewrites the same k/v slots
         captured.extend([eager, fused])
         return fused
