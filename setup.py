@@ -33,6 +33,6 @@ setup(
     packages=["sluicegate", *(f"sluicegate.{name}" for name in find_packages(include=[f"{r}*" for r in ROOMS]))],
     package_dir={"sluicegate": "sluicegate", **{f"sluicegate.{room}": room for room in ROOMS}},
     package_data={"sluicegate": ["py.typed"], "sluicegate.proto": ["**/*.proto"],
-                  "sluicegate.engine.kernels": ["csrc/*.cpp"]},  # built on the user's machine (cpu_ops.py)
+                  "sluicegate.engine.kernels": ["csrc/*.cpp", "csrc/*.h"]},  # built on the user's machine (cpu_ops.py)
     cmdclass={"build_py": BuildWithGrpcCode},
 )
