@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import random
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,16 +158,18 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--url", default=None, help="benchmark an already running sluicegate instead of starting one")
     ap.add_argument("--results", action="store_true", help="also copy table, JSON and PNG into bench/results/")
+    ap.add_argument("--no-peers", action="store_true", help="sluicegate only (to compare its own settings)")
+    ap.add_argument("--serve-args", default="", help="extra flags for `sluicegate serve`, e.g. '--max-num-batched-tokens 256'")
     args = ap.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = []
     if args.url:
         servers.append(Server("sluicegate", args.url, None, httpx.get(f"{args.url}/v1/models").json()["data"][0]["id"]))
     else:
-        servers.append(start_sluicegate())
+        servers.append(start_sluicegate(shlex.split(args.serve_args)))
     # a conversation grows past 2,048 tokens after ~5 turns
-    peers, absent = start_peers(default_gguf(), slots=args.agents, threads=args.threads, ctx_per_slot=4096,
-                                 tools=True)
+    peers, absent = ([], []) if args.no_peers else start_peers(
+        default_gguf(), slots=args.agents, threads=args.threads, ctx_per_slot=4096, tools=True)
     servers += peers
     all_records: dict[str, list[dict[str, Any]]] = {}
     try:
