@@ -12,7 +12,9 @@ import argparse
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -34,6 +36,25 @@ def _fill(engine: LLMEngine, batch: int, prompt_len: int, max_tokens: int, tempe
                                                                   temperature=temperature, seed=seed))
     while any(r.num_computed_tokens < r.num_prompt_tokens for r in engine.requests.values()):
         engine.step()
+
+
+Switch = TypeVar("Switch")
+
+
+def alternating_rounds(engine: LLMEngine, switches: dict[Switch, Callable[[], None]], rounds: int,
+                       steps: int = 20) -> dict[Switch, list[float]]:
+    """ms per step for each setting, its switch called before each of its rounds of `steps` steps,
+    the settings alternating round by round (same weights and cache; contexts grow by `steps`
+    tokens a round, so compare within a round)."""
+    times: dict[Switch, list[float]] = {key: [] for key in switches}
+    for _ in range(rounds):
+        for key, switch in switches.items():
+            switch()
+            start = time.perf_counter()
+            for _ in range(steps):
+                engine.step()
+            times[key].append((time.perf_counter() - start) / steps * 1e3)
+    return times
 
 
 def _timed_phases(engine: LLMEngine, steps: int) -> dict[str, float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sluicegate.engine.models.linear as linear  # noqa: E402
-from bench.decode_profile import _fill  # noqa: E402
+from bench.decode_profile import _fill, alternating_rounds  # noqa: E402
 from sluicegate.engine.llm import build_config  # noqa: E402
 from sluicegate.engine.llm_engine import LLMEngine  # noqa: E402
 from sluicegate.engine.models.loader import load_model  # noqa: E402
@@ -44,14 +44,8 @@ def step_times(rows_list: list[int], rounds: int) -> None:
         _fill(engine, rows, 64, 40 * rounds + 16)
         for _ in range(4):
             engine.step()
-        times: dict[int, list[float]] = {0: [], 1 << 20: []}
-        for _ in range(rounds):
-            for limit in times:
-                linear.INT4_MAX_ROWS = limit
-                start = time.perf_counter()
-                for _ in range(20):
-                    engine.step()
-                times[limit].append((time.perf_counter() - start) / 20 * 1e3)
+        times = alternating_rounds(engine, {limit: partial(setattr, linear, "INT4_MAX_ROWS", limit)
+                                            for limit in (0, 1 << 20)}, rounds)
         bf16, four = (" / ".join(f"{t:.1f}" for t in times[k]) for k in times)
         print(f"| {rows} | {bf16} | {four} |", flush=True)
         for request_id in list(engine.requests):

@@ -16,9 +16,13 @@ slower (bench/results/step_profile.md), so Linear uses it for up to INT4_MAX_ROW
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from sluicegate.engine.models.safetensors_loader import float32_reader
 
 GROUP = 32  # weights per scale and zero (Q4_0 / Q4_1 block size)
 INT4_MAX_ROWS = 4  # rows (tokens) up to which a call reads the 4-bit weight
@@ -31,10 +35,6 @@ class Int4Weight:
 
     packed: torch.Tensor  # opaque int4 layout of the codes q [N, K], 0..15
     scales_zeros: torch.Tensor  # [K / GROUP, N, 2] bf16: w = (q - 8) * scale + zero
-
-    @property
-    def max_rows(self) -> int:
-        return INT4_MAX_ROWS
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] bf16 -> x @ W.T [M, N] bf16."""
@@ -97,3 +97,26 @@ def _grid(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         if not bool(left.any()):
             return codes, step, lo
     return None
+
+
+Int4Source = Callable[[Sequence[str]], Int4Weight | None]
+
+
+def decode_int4_source(enabled: bool, folder: Path) -> Int4Source | None:
+    """For an engine's Linears: a function from the checkpoint names of the weights one Linear fuses
+    (rows concatenated in that order) to their exact 4-bit packing or None; None when 4-bit decode
+    is off or this torch has no kernel. Weights are read in float32, as stored, not as computed."""
+    if not enabled or not int4_available():
+        return None
+    read_float32 = float32_reader(folder)
+
+    def build(names: Sequence[str]) -> Int4Weight | None:
+        return exact_int4(torch.cat([read_float32(name) for name in names]))
+
+    return build
+
+
+def int4_applies(weight: torch.Tensor) -> bool:
+    """Whether a Linear on this (compute) weight may read 4-bit codes: only the CPU kernel exists,
+    and fp32 keeps its exact matmuls (greedy parity with HF is checked in fp32)."""
+    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16
