@@ -34,9 +34,15 @@ class SamplingTensors:
     bitmask: torch.Tensor | None = None  # [B, ceil(V/32)] int32 grammar masks (-1 rows = free)
     num_logprobs: int = -1  # top-N logprobs wanted by some row (-1: none; 0: sampled token only)
     all_greedy: bool = False
+    # What the host knows of the rows, so a step reads no flag back from the tensors: whether some
+    # row is greedy (else the greedy argmax is skipped) and whether some row filters (None: look).
+    any_greedy: bool = True
+    top_filters: bool | None = None
 
     @property
     def needs_top_filters(self) -> bool:
+        if self.top_filters is not None:
+            return self.top_filters
         return bool((self.top_k > 0).any() or (self.top_p < 1.0).any() or (self.min_p > 0).any())
 
 
@@ -125,16 +131,16 @@ def sample(logits: torch.Tensor, t: SamplingTensors) -> SamplerOutput:
         logits = logits + t.logit_bias
     if t.bitmask is not None:  # on the logits' device: the engine copies it there (pinned, async)
         apply_token_bitmask_(logits, t.bitmask)
-    greedy_ids = logits.argmax(dim=-1)
     if t.all_greedy:
-        token_ids = greedy_ids
+        token_ids = logits.argmax(dim=-1)
     else:
+        greedy_ids = logits.argmax(dim=-1) if t.any_greedy else None
         temp = torch.where(t.temperature > 0, t.temperature, torch.ones_like(t.temperature))
         scaled = logits / temp.unsqueeze(1)
         if t.needs_top_filters:
             scaled = apply_top_filters(scaled, t)
         sampled = _draw(scaled, t)
-        token_ids = torch.where(t.temperature > 0, sampled, greedy_ids)
+        token_ids = sampled if greedy_ids is None else torch.where(t.temperature > 0, sampled, greedy_ids)
     return _with_logprobs(token_ids, raw_logprobs, t.num_logprobs)
 
 

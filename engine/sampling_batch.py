@@ -38,6 +38,8 @@ def build_sampling_tensors(requests: Sequence[Request], vocab_size: int, device:
         shared_generator=shared_generator,
         bitmask=bitmask,
         all_greedy=all(p.temperature == 0 for p in params),
+        any_greedy=any(p.temperature == 0 for p in params),
+        top_filters=any(p.top_k > 0 or p.top_p < 1.0 or p.min_p > 0 for p in params),
     )
     wanted = [p.logprobs for p in params if p.logprobs is not None]
     tensors.num_logprobs = max(wanted) if wanted else -1

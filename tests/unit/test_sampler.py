@@ -40,6 +40,18 @@ def test_seeded_row_does_not_depend_on_batch() -> None:
     del gen_alone
 
 
+def test_the_host_flags_skip_work_without_changing_draws() -> None:
+    """any_greedy=False skips the greedy argmax, top_filters=False the filters' tensor checks."""
+    logits = torch.randn(3, 200)
+    seeds: list[int | None] = [1, 2, 3]
+    looked_up = sample(logits.clone(), _tensors(3, seeds=seeds)).token_ids
+    told = sample(logits.clone(), _tensors(3, seeds=seeds, any_greedy=False, top_filters=False)).token_ids
+    assert torch.equal(looked_up, told)
+    mixed = _tensors(3, seeds=seeds)
+    mixed.temperature[1] = 0.0
+    assert sample(logits.clone(), mixed).token_ids[1].item() == logits[1].argmax().item()
+
+
 def test_seeded_sequence_reproducible() -> None:
     logits = torch.randn(1, 300)
     a = [sample(logits.clone(), t).token_ids.item() for t in [_tensors(1, seeds=[5])] for _ in range(1)]
