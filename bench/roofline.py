@@ -9,8 +9,9 @@ with prompts already cached:
   (1 / ITL p50) x weight bytes / bandwidth is the share reached;
 - batch 32 is bound by compute: output tok/s x 2 x parameters (FLOPs per token, attention left out:
   a few % at these lengths) / peak FLOP/s.
-sluicegate holds the weights in bf16 (2 bytes a parameter); llama-server reads the GGUF's quantized
-blocks, so its bandwidth share uses the file's tensor bytes.
+sluicegate's batch-1 share is against its bf16 weights (2 bytes a parameter: the bf16 roofline),
+although its steps of a few rows read the GGUF's 4-bit layers as stored, so it can pass 1;
+llama-server reads the GGUF's quantized blocks, so its bandwidth share uses the file's tensor bytes.
 """
 
 from __future__ import annotations
