@@ -1,9 +1,10 @@
-"""The CPU kernels of csrc/cpu_ops.cpp: built once per machine with the system's C++ compiler,
-cached, and loaded as torch ops (torch.ops.sluicegate.rms_norm, add_rms_norm, silu_mul, rope_store_kv).
+"""The CPU kernels of csrc/ (cpu_ops.cpp: rms_norm, add_rms_norm, silu_mul, rope_store_kv;
+paged_decode.cpp: paged_decode_attention): built once per machine with the system's C++ compiler,
+cached, and loaded as torch ops (torch.ops.sluicegate.*).
 
 Built against the installed torch's headers, for this CPU's instruction set (-march=native), into
-<cache>/kernels/<key>/ where the key covers the source, torch's version, the compiler and the CPU
-flags, so a changed one builds again (~10 s on 2 cores) and an unchanged one loads in milliseconds.
+<cache>/kernels/<key>/ where the key covers the sources, torch's version, the compiler and the CPU
+flags, so a changed one builds again (~20 s on 2 cores) and an unchanged one loads in milliseconds.
 `make setup` builds them ahead (`python -m sluicegate.engine.kernels.cpu_ops`); an engine that
 starts without them builds them then. Where they cannot be built (no compiler, a failed build, not
 Linux/x86 or ARM), load() says why once and returns False, and the model runs torch's ops instead.
@@ -87,7 +88,7 @@ def build() -> Path:
     if failed.exists():  # a build of this very source, compiler and CPU already failed: do not retry each start
         raise RuntimeError(failed.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
-    print("[sluicegate] building the CPU kernels for this machine (once, ~10 s)", file=sys.stderr, flush=True)
+    print("[sluicegate] building the CPU kernels for this machine (once, ~20 s)", file=sys.stderr, flush=True)
     # written beside its final name and renamed: a concurrent start never loads half a file
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
     os.close(fd)
