@@ -4,8 +4,9 @@
 
 One engine; its model's `cpu_kernels` switch flipped between rounds of 20 decode steps, so both
 sides see the same weights, cache and context lengths (which grow by 20 tokens a round: compare
-within a round). Seeded sampling at temperature 0.8, as the serving bench asks. Then how often the two sides'
-greedy answers agree (the norm's neighbouring roundings and fp32 attention move near-ties).
+within a round). Seeded sampling at temperature 0.8, as the serving bench asks. Then, at one row, the output
+projection read as its 8-bit codes or in bf16, alternated the same way; and how often the two
+sides' greedy answers agree (the norm's neighbouring roundings and fp32 attention move near-ties).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import sluicegate.engine.models.int8_weights as int8_weights  # noqa: E402
 from bench.decode_profile import _fill, alternating_rounds  # noqa: E402
 from sluicegate.engine.kernels import cpu_ops  # noqa: E402
 from sluicegate.engine.llm import build_config  # noqa: E402
@@ -53,6 +55,20 @@ def step_times(engine: LLMEngine, rows_list: list[int], rounds: int, prompt_len:
     set_kernels(engine, True)
 
 
+def int8_head_times(engine: LLMEngine, rounds: int, prompt_len: int) -> None:
+    """One row: the output projection read as its Q8_0 codes (engine/models/int8_weights.py) or in bf16."""
+    _fill(engine, 1, prompt_len, 60 * rounds + 16, temperature=0.8)
+    for _ in range(4):
+        engine.step()
+    times = alternating_rounds(engine, {limit: partial(setattr, int8_weights, "INT8_MAX_ROWS", limit)
+                                        for limit in (0, 1)}, rounds, steps=30)
+    print("\n| output projection at 1 row | ms/step |\n|---|---|")
+    for limit, label in ((0, "bf16"), (1, "8-bit codes")):
+        print(f"| {label} | {' / '.join(f'{t:.2f}' for t in times[limit])} |")
+    _drain(engine)
+    int8_weights.INT8_MAX_ROWS = 1
+
+
 def greedy_agree(engine: LLMEngine) -> None:
     outputs = {}
     for kernels in (False, True):
@@ -81,6 +97,7 @@ def main() -> None:
     loaded = load_model(None, torch.bfloat16, torch.device("cpu"), progress=None)
     engine = LLMEngine(build_config(None, dtype="bfloat16", max_num_seqs=64), loaded=loaded)
     step_times(engine, [int(r) for r in args.rows.split(",")], args.rounds, args.prompt_len)
+    int8_head_times(engine, args.rounds, args.prompt_len)
     # no prefix cache: the second pass must compute the same prompts the same way, not extend a cached prefix
     greedy_agree(LLMEngine(build_config(None, dtype="bfloat16", enable_prefix_caching=False), loaded=loaded))
 

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sluicegate.engine.models.linear as linear  # noqa: E402
+import sluicegate.engine.models.int4_weights as int4_weights  # noqa: E402
 from bench.decode_profile import _fill, alternating_rounds  # noqa: E402
 from sluicegate.engine.llm import build_config  # noqa: E402
 from sluicegate.engine.llm_engine import LLMEngine  # noqa: E402
@@ -44,7 +44,7 @@ def step_times(rows_list: list[int], rounds: int) -> None:
         _fill(engine, rows, 64, 40 * rounds + 16)
         for _ in range(4):
             engine.step()
-        times = alternating_rounds(engine, {limit: partial(setattr, linear, "INT4_MAX_ROWS", limit)
+        times = alternating_rounds(engine, {limit: partial(setattr, int4_weights, "INT4_MAX_ROWS", limit)
                                             for limit in (0, 1 << 20)}, rounds)
         bf16, four = (" / ".join(f"{t:.1f}" for t in times[k]) for k in times)
         print(f"| {rows} | {bf16} | {four} |", flush=True)

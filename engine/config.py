@@ -121,8 +121,8 @@ class EngineConfig:
                    "(Q4_0, Q4_1, Q4_K) as stored, a quarter of the bytes (--no-int4-decode reads their bf16 copy)")
     cpu_kernels: bool = option(
         True, help="on CPU in bf16, decode steps run their norms, rotary embedding with the KV-cache write, SiLU "
-                   "gate and paged attention as C++ kernels built once per machine with the system's compiler "
-                   "(--no-cpu-kernels runs torch's ops)")
+                   "gate and paged attention as C++ kernels built once per machine with the system's compiler, "
+                   "and one-row steps read a GGUF's Q8_0 layers as stored (--no-cpu-kernels runs torch's ops)")
     num_threads: int | None = option(
         None, help="torch CPU threads (None: serve uses every core it may run on, generate uses torch's default)")
     grammar_fast_forward: bool = option(

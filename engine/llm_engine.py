@@ -20,13 +20,14 @@ from sluicegate.engine.config import (
 )
 from sluicegate.engine.detokenizer import IncrementalDetokenizer
 from sluicegate.engine.host_to_device import to_device
+from sluicegate.engine.kernels import cpu_ops
 from sluicegate.engine.kv_cache.events import KVEventLog
 from sluicegate.engine.kv_cache.manager import KVCacheManager
 from sluicegate.engine.kv_events_publisher import ZmqKVEventPublisher
 from sluicegate.engine.malloc_tuning import keep_freed_memory
-from sluicegate.engine.models.int4_weights import decode_int4_source
 from sluicegate.engine.models.llama import LlamaModel
 from sluicegate.engine.models.loader import LoadedModel, load_model
+from sluicegate.engine.models.quantized import quantized_source
 from sluicegate.engine.openmp_workers import release_openmp_workers
 from sluicegate.engine.outputs import RequestOutput, TokenLogprob
 from sluicegate.engine.params import SamplingParams
@@ -91,7 +92,8 @@ class LLMEngine:
         capacity = (num_blocks - 1) * block_size
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
         model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len,
-                           int4_source=decode_int4_source(config.int4_decode, loaded.folder),
+                           quantized=quantized_source(loaded.folder, int4=config.int4_decode,
+                                                      int8=self._int8_kernel(config)),
                            cpu_kernels=config.cpu_kernels)
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
         if config.cuda_graphs and self.device.type == "cuda":
@@ -206,6 +208,11 @@ class LLMEngine:
             forced_tokens_total=self._totals["forced"], forward_steps_total=self._totals["steps"],
             draft_tokens_total=self._totals["drafted"], accepted_draft_tokens_total=self._totals["accepted"],
             kv_block_size=self.kv.block_size, kv_num_blocks=self.kv.pool.num_blocks)
+
+    def _int8_kernel(self, config: EngineConfig) -> bool:
+        """Whether Q8_0 layers may be read as stored: by sluicegate's int8 kernel, on CPU in bf16."""
+        return (config.cpu_kernels and self.device.type == "cpu" and self.dtype == torch.bfloat16
+                and cpu_ops.load())
 
     def check_integrity(self) -> None:
         """No leaked block or request: raises AssertionError otherwise."""

@@ -30,7 +30,7 @@ from sluicegate.engine.models.convert_cache import cache_root
 log = logging.getLogger("sluicegate.engine")
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "cpu_ops.cpp", CSRC / "paged_decode.cpp")  # and the header they share, cpu_common.h
+SOURCES = (CSRC / "cpu_ops.cpp", CSRC / "paged_decode.cpp", CSRC / "int8_linear.cpp")  # + cpu_common.h
 LIBRARY_NAME = "sluicegate_cpu_ops.so"
 FAILED_NAME = "build-failed.txt"
 

@@ -16,13 +16,11 @@ slower (bench/results/step_profile.md), so Linear uses it for up to INT4_MAX_ROW
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from sluicegate.engine.models.safetensors_loader import float32_reader
+from sluicegate.engine.models.weight_groups import find_in_groups
 
 GROUP = 32  # weights per scale and zero (Q4_0 / Q4_1 block size)
 INT4_MAX_ROWS = 4  # rows (tokens) up to which a call reads the 4-bit weight
@@ -35,6 +33,10 @@ class Int4Weight:
 
     packed: torch.Tensor  # opaque int4 layout of the codes q [N, K], 0..15
     scales_zeros: torch.Tensor  # [K / GROUP, N, 2] bf16: w = (q - 8) * scale + zero
+
+    @property
+    def max_rows(self) -> int:
+        return INT4_MAX_ROWS
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] bf16 -> x @ W.T [M, N] bf16."""
@@ -51,16 +53,10 @@ def exact_int4(weight: torch.Tensor) -> Int4Weight | None:
     most 16 evenly spaced values; None when any group does not (packing would then round).
 
     Q4_0, Q4_1 and Q4_K groups pass; Q5, Q6 and Q8 groups span more than 16 levels and fail, and
-    so does a bf16 or fp32 checkpoint. The first rows are tried alone so that such a weight is
-    turned down without scanning all of it.
+    so does a bf16 or fp32 checkpoint.
     """
     n, k = weight.shape
-    if k % GROUP:
-        return None
-    groups = weight.float().reshape(n, k // GROUP, GROUP)  # [N, K/G, G]
-    if n > 64 and _grid(groups[:64]) is None:
-        return None
-    grid = _grid(groups)
+    grid = find_in_groups(weight, GROUP, _grid)
     if grid is None:
         return None
     codes, step, lo = grid
@@ -97,26 +93,3 @@ def _grid(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         if not bool(left.any()):
             return codes, step, lo
     return None
-
-
-Int4Source = Callable[[Sequence[str]], Int4Weight | None]
-
-
-def decode_int4_source(enabled: bool, folder: Path) -> Int4Source | None:
-    """For an engine's Linears: a function from the checkpoint names of the weights one Linear fuses
-    (rows concatenated in that order) to their exact 4-bit packing or None; None when 4-bit decode
-    is off or this torch has no kernel. Weights are read in float32, as stored, not as computed."""
-    if not enabled or not int4_available():
-        return None
-    read_float32 = float32_reader(folder)
-
-    def build(names: Sequence[str]) -> Int4Weight | None:
-        return exact_int4(torch.cat([read_float32(name) for name in names]))
-
-    return build
-
-
-def int4_applies(weight: torch.Tensor) -> bool:
-    """Whether a Linear on this (compute) weight may read 4-bit codes: only the CPU kernel exists,
-    and fp32 keeps its exact matmuls (greedy parity with HF is checked in fp32)."""
-    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16

@@ -9,10 +9,10 @@ weight: packed calls there measured no faster, and a mixed workload sends them m
 row counts. fp32 keeps F.linear everywhere: the packed path uses a different kernel than MKL's
 sgemm, so results would move by rounding.
 
-Where the checkpoint's weight is stored in 4 bits (a GGUF's Q4_0, Q4_1, Q4_K layers), calls of up to
-INT4_MAX_ROWS rows read those codes instead (engine/models/int4_weights.py): a decode step at one
-row reads a quarter of the bytes. Those rows see the 4-bit weights with bf16 scales, the rest the
-same weights rounded to bf16; the two differ by about bf16's rounding.
+Where the checkpoint's weight is stored in 4 or 8 bits (a GGUF's Q4_0, Q4_1, Q4_K or Q8_0 layers),
+calls of a few rows read those codes instead (engine/models/quantized.py): a decode step at one
+row reads a quarter or half of the bytes. Those rows see the stored weights (4-bit ones with bf16
+scales), the rest the same weights rounded to bf16; the two differ by about bf16's rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sluicegate.engine.models.int4_weights import INT4_MAX_ROWS, Int4Weight
+from sluicegate.engine.models.quantized import QuantizedWeight
 
 # Rows (tokens) up to which the packed weight is used: decode steps and small extend chunks.
 PACKED_MAX_ROWS = 32
@@ -37,19 +37,19 @@ def _can_pack(weight: torch.Tensor) -> bool:
 class Linear:
     """A linear layer's weight [N, K] (and bias [N]); call on x [M, K] -> [M, N]."""
 
-    __slots__ = ("weight", "bias", "packed", "int4")
+    __slots__ = ("weight", "bias", "packed", "quantized")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 int4: Int4Weight | None = None) -> None:
+                 quantized: QuantizedWeight | None = None) -> None:
         self.weight = weight
         self.bias = bias
-        self.int4 = int4  # the same weight as stored 4-bit codes, for calls of a few rows
+        self.quantized = quantized  # the same weight as stored low-bit codes, for calls of a few rows
         # oneDNN's blocked layout, tuned for one row (decode); None where packing does not apply
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1) if _can_pack(weight) else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.int4 is not None and x.shape[0] <= INT4_MAX_ROWS:
-            y = self.int4.matmul(x)
+        if self.quantized is not None and x.shape[0] <= self.quantized.max_rows:
+            y = self.quantized.matmul(x)
             return y if self.bias is None else y + self.bias
         if self.packed is not None and x.shape[0] <= PACKED_MAX_ROWS:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")

@@ -15,8 +15,8 @@ from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
 from sluicegate.engine.kernels import cpu_ops
 from sluicegate.engine.models.arch import ModelArch
-from sluicegate.engine.models.int4_weights import Int4Source, int4_applies
 from sluicegate.engine.models.linear import Linear
+from sluicegate.engine.models.quantized import QuantizedSource, quantized_applies
 from sluicegate.engine.models.rope import apply_rope, rope_cache, rotation_signs
 
 
@@ -32,18 +32,19 @@ class LayerWeights:
 
 class LlamaModel:
     def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
-                 max_positions: int, int4_source: Int4Source | None = None, cpu_kernels: bool = False) -> None:
-        """int4_source: builds a fused Linear's exact 4-bit weight from its checkpoint names (None:
+                 max_positions: int, quantized: QuantizedSource | None = None, cpu_kernels: bool = False) -> None:
+        """quantized: builds a (fused) Linear's exact low-bit weight from its checkpoint names (None:
         bf16 only). cpu_kernels: run calls of a few rows through engine/kernels/cpu_ops.py where
         they apply (CPU, bf16, the paged cache's standard layout) and can be built."""
         self.arch = arch
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
         self.norm = weights["model.norm.weight"]
-        self.lm_head = Linear(weights.get("lm_head.weight", self.embed))  # tied when absent
+        head = "lm_head.weight" if "lm_head.weight" in weights else "model.embed_tokens.weight"  # tied when absent
+        self.lm_head = _linear(weights, [head], None, quantized)
         self.dtype = self.embed.dtype
         self.device = self.embed.device
-        self.layers = [self._fuse(weights, i, int4_source) for i in range(arch.num_layers)]
+        self.layers = [self._fuse(weights, i, quantized) for i in range(arch.num_layers)]
         scaling = dict(arch.rope_scaling) if arch.rope_scaling else None
         self.cos, sin = rope_cache(arch.head_dim, arch.rope_theta, scaling, max_positions,
                                    self.device, self.dtype)  # [P, D] each
@@ -55,14 +56,12 @@ class LlamaModel:
                             and backend.name == "torch" and cpu_ops.load())
 
     @staticmethod
-    def _fuse(w: dict[str, torch.Tensor], i: int, int4_source: Int4Source | None) -> LayerWeights:
+    def _fuse(w: dict[str, torch.Tensor], i: int, quantized: QuantizedSource | None) -> LayerWeights:
         p = f"model.layers.{i}."
         attn, mlp = p + "self_attn.", p + "mlp."
 
         def linear(names: list[str], bias: torch.Tensor | None = None) -> Linear:
-            weight = torch.cat([w[name] for name in names]) if len(names) > 1 else w[names[0]]
-            int4 = int4_source(names) if int4_source is not None and int4_applies(weight) else None
-            return Linear(weight, bias, int4)
+            return _linear(w, names, bias, quantized)
 
         bias = None
         if attn + "q_proj.bias" in w:
@@ -94,6 +93,15 @@ class LlamaModel:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [S, H] -> logits [S, V] in fp32."""
         return self.lm_head(hidden).float()
+
+
+def _linear(weights: dict[str, torch.Tensor], names: list[str], bias: torch.Tensor | None,
+            quantized: QuantizedSource | None) -> Linear:
+    """The Linear of these checkpoint weights (rows concatenated in order), with their stored
+    low-bit codes where they have exact ones and the compute weight may use them."""
+    weight = torch.cat([weights[name] for name in names]) if len(names) > 1 else weights[names[0]]
+    codes = quantized(names) if quantized is not None and quantized_applies(weight) else None
+    return Linear(weight, bias, codes)
 
 
 # Rows up to which a forward runs the CPU kernels (decode steps, small chunks): they are serial

@@ -10,6 +10,7 @@ from sluicegate.engine.llm import build_config
 from sluicegate.engine.models.int4_weights import (
     GROUP,
     INT4_MAX_ROWS,
+    Int4Weight,
     exact_int4,
     int4_available,
 )
@@ -88,11 +89,13 @@ def test_the_default_model_decodes_from_its_4_bit_layers() -> None:
     loaded = load_model(None, torch.bfloat16, torch.device("cpu"), progress=None)
     model = LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64), loaded=loaded).runner.model
     linears = [lin for layer in model.layers for lin in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
-    assert all(lin.int4 is not None for lin in linears) and model.lm_head.int4 is None
+    assert all(isinstance(lin.quantized, Int4Weight) for lin in linears)
+    assert not isinstance(model.lm_head.quantized, Int4Weight)  # Q8_0: see test_int8_weights.py
     off = LLMEngine(build_config(None, dtype="bfloat16", num_blocks=64, int4_decode=False), loaded=loaded)
-    assert all(layer.qkv.int4 is None for layer in off.runner.model.layers)
+    assert all(layer.qkv.quantized is None for layer in off.runner.model.layers)
     fp32 = load_model(None, torch.float32, torch.device("cpu"), progress=None)
     for config in (build_config(None, dtype="bfloat16", num_blocks=64), build_config(None, dtype="float32", num_blocks=64)):
         # an engine whose config says bf16 on fp32 weights (as tests share one fp32 model) computes in fp32
         fp32_model = LLMEngine(config, loaded=fp32).runner.model
-        assert all(layer.qkv.int4 is None for layer in fp32_model.layers)
+        assert all(layer.qkv.quantized is None for layer in fp32_model.layers)
+        assert fp32_model.lm_head.quantized is None
