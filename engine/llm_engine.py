@@ -85,7 +85,8 @@ class LLMEngine:
         self.model_name = loaded.name
         self.vocab_size = loaded.arch.vocab_size
         self.eos_token_ids = tuple(loaded.arch.eos_token_ids)
-        self.backend = select_backend(config.attention_backend, self.device, config.cpu_kernels)
+        cpu_kernels = self._cpu_kernels(config)
+        self.backend = select_backend(config.attention_backend, self.device, cpu_kernels)
         block_size = config.cache.block_size
         num_blocks = config.cache.num_blocks or max(
             2, kv_cache_bytes(config.cache, self.device) // kv_bytes_per_block(self.arch, block_size, self.dtype))
@@ -93,8 +94,8 @@ class LLMEngine:
         self.max_model_len = min(config.model.max_model_len or loaded.max_model_len, capacity)
         model = LlamaModel(self.arch, loaded.weights, self.backend, max_positions=self.max_model_len,
                            quantized=quantized_source(loaded.folder, int4=config.int4_decode,
-                                                      int8=self._int8_kernel(config)),
-                           cpu_kernels=config.cpu_kernels)
+                                                      int8=cpu_kernels),
+                           cpu_kernels=cpu_kernels)
         self.runner = ModelRunner(model, self.backend, num_blocks, block_size)
         if config.cuda_graphs and self.device.type == "cuda":
             self.runner.capture_decode_graphs(config.scheduler.max_num_seqs, self.max_model_len)
@@ -209,8 +210,10 @@ class LLMEngine:
             draft_tokens_total=self._totals["drafted"], accepted_draft_tokens_total=self._totals["accepted"],
             kv_block_size=self.kv.block_size, kv_num_blocks=self.kv.pool.num_blocks)
 
-    def _int8_kernel(self, config: EngineConfig) -> bool:
-        """Whether Q8_0 layers may be read as stored: by sluicegate's int8 kernel, on CPU in bf16."""
+    def _cpu_kernels(self, config: EngineConfig) -> bool:
+        """Whether this engine uses sluicegate's CPU kernels (decode ops, paged decode attention, Q8_0
+        layers read as stored): asked for, on CPU in bf16, and built here. Decided once; the model
+        and the backend still check each call's actual dtype (tests share an fp32 model)."""
         return (config.cpu_kernels and self.device.type == "cpu" and self.dtype == torch.bfloat16
                 and cpu_ops.load())
 

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from sluicegate.engine.attention.base import AttentionBackend
 from sluicegate.engine.attention.metadata import AttentionMetadata
-from sluicegate.engine.kernels import cpu_ops
 from sluicegate.engine.models.arch import ModelArch
 from sluicegate.engine.models.linear import Linear
 from sluicegate.engine.models.quantized import QuantizedSource, quantized_applies
@@ -34,8 +33,9 @@ class LlamaModel:
     def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
                  max_positions: int, quantized: QuantizedSource | None = None, cpu_kernels: bool = False) -> None:
         """quantized: builds a (fused) Linear's exact low-bit weight from its checkpoint names (None:
-        bf16 only). cpu_kernels: run calls of a few rows through engine/kernels/cpu_ops.py where
-        they apply (CPU, bf16, the paged cache's standard layout) and can be built."""
+        bf16 only). cpu_kernels: the engine's CPU kernels are loaded (LLMEngine decides); calls of a
+        few rows run through them where this model's weights are bf16 on CPU and the backend keeps
+        the paged cache's standard layout."""
         self.arch = arch
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
@@ -53,7 +53,7 @@ class LlamaModel:
         self.q_size = arch.num_heads * arch.head_dim
         self.kv_size = arch.num_kv_heads * arch.head_dim
         self.cpu_kernels = (cpu_kernels and self.device.type == "cpu" and self.dtype == torch.bfloat16
-                            and backend.name == "torch" and cpu_ops.load())
+                            and backend.name == "torch")
 
     @staticmethod
     def _fuse(w: dict[str, torch.Tensor], i: int, quantized: QuantizedSource | None) -> LayerWeights:
@@ -80,7 +80,7 @@ class LlamaModel:
         """input_ids, positions: [T] -> final hidden states [T, H] (already normed)."""
         ops = _FusedOps(self) if self.cpu_kernels and input_ids.shape[0] <= CPU_KERNEL_MAX_ROWS else _EagerOps(self)
         residual = F.embedding(input_ids, self.embed)  # [T, H]
-        cos, sin = self.cos[positions], self.signed_sin[positions]  # [T, D] each
+        cos, sin = self.cos[positions, None], self.signed_sin[positions, None]  # [T, 1, D] each, contiguous
         delta: torch.Tensor | None = None  # what the last block adds to the residual stream
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
             residual, x = ops.add_norm(residual, delta, layer.input_norm)
@@ -126,10 +126,11 @@ class _EagerOps:
 
     def rope_store_kv(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
                       v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """qkv [T, (heads + 2 kv) * D] -> q [T, heads, D] rotated; k (rotated) and v go to the cache."""
+        """qkv [T, (heads + 2 kv) * D], cos / sin [T, 1, D] -> q [T, heads, D] rotated; k (rotated)
+        and v go to the cache."""
         m, arch = self.model, self.model.arch
         qk = qkv[:, : m.q_size + m.kv_size].view(-1, arch.num_heads + arch.num_kv_heads, arch.head_dim)
-        q, k = apply_rope(qk, cos[:, None], sin[:, None]).split([arch.num_heads, arch.num_kv_heads], dim=1)
+        q, k = apply_rope(qk, cos, sin).split([arch.num_heads, arch.num_kv_heads], dim=1)
         v = qkv[:, m.q_size + m.kv_size:].view(-1, arch.num_kv_heads, arch.head_dim)  # [T, kv, D]
         m.backend.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
         return q
@@ -141,7 +142,8 @@ class _EagerOps:
 
 
 class _FusedOps(_EagerOps):
-    """The same ops, one CPU kernel each (engine/kernels/csrc/cpu_ops.cpp), bit-identical results."""
+    """The same ops, one CPU kernel each (engine/kernels/csrc/cpu_ops.cpp): bit-identical results but
+    for the norm, which sums its squares in another order."""
 
     def add_norm(self, residual: torch.Tensor, delta: torch.Tensor | None,
                  weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
