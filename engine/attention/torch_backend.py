@@ -127,29 +127,36 @@ _SCORES_BYTES = 8 << 20
 
 
 def _attend_extend_cpu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                       ctx: _OneContext, scale: float) -> torch.Tensor:
+                       ctx: _OneContext, scale: float, fused_softmax: bool = False) -> torch.Tensor:
     """q [q_len, H, D], the new tokens at the end of ctx.seq_len cached ones -> [q_len, H, D].
 
     Two matmuls around an fp32 softmax (HF's eager attention), with each KV head's query group
     folded into its rows so K/V are read once per KV head instead of being repeated per query head,
     and read in place when the blocks are consecutive. On CPU this is ~2x SDPA's kernel for a
-    prefix-cached turn (150 new tokens over 1,450: 4.3 vs 8.2 ms per layer, 1 thread)."""
+    prefix-cached turn (150 new tokens over 1,450: 4.3 vs 8.2 ms per layer, 1 thread).
+    fused_softmax: the softmax between the matmuls is one CPU kernel, in place on the bf16 scores
+    (torch.ops.sluicegate.causal_softmax_) instead of six torch ops over an fp32 copy."""
     q_len, heads, head_dim = q.shape
     kv_heads, seq_len = k_cache.shape[2], ctx.seq_len
     group = heads // kv_heads
     k = _context_view(k_cache, ctx).permute(1, 2, 0)  # [kv, D, L]
     v = _context_view(v_cache, ctx).transpose(0, 1)  # [kv, L, D]
     out = torch.empty(q_len, kv_heads, group, head_dim, dtype=q.dtype, device=q.device)
-    rows = max(1, _SCORES_BYTES // (4 * heads * seq_len))
+    rows = max(1, _SCORES_BYTES // ((2 if fused_softmax else 4) * heads * seq_len))
     first_pos = seq_len - q_len  # position of q's first row
     for s in range(0, q_len, rows):
         n = min(rows, q_len - s)
         qf = q[s:s + n].reshape(n, kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(kv_heads, group * n, head_dim)
-        scores = torch.matmul(qf, k).float().view(kv_heads, group, n, seq_len)  # [kv, g, n, L]
-        q_pos = torch.arange(first_pos + s, first_pos + s + n, device=q.device)
-        future = torch.arange(seq_len, device=q.device)[None, :] > q_pos[:, None]  # [n, L]
-        bias = torch.zeros(future.shape, device=q.device).masked_fill_(future, float("-inf"))
-        probs = scores.mul_(scale).add_(bias).softmax(dim=-1).to(v.dtype).view(kv_heads, group * n, seq_len)
+        scores = torch.matmul(qf, k)  # [kv, g * n, L]
+        if fused_softmax:
+            torch.ops.sluicegate.causal_softmax_(scores.view(kv_heads * group, n, seq_len), first_pos + s, scale)
+            probs = scores
+        else:
+            q_pos = torch.arange(first_pos + s, first_pos + s + n, device=q.device)
+            future = torch.arange(seq_len, device=q.device)[None, :] > q_pos[:, None]  # [n, L]
+            bias = torch.zeros(future.shape, device=q.device).masked_fill_(future, float("-inf"))
+            scores32 = scores.float().view(kv_heads, group, n, seq_len)
+            probs = scores32.mul_(scale).add_(bias).softmax(dim=-1).to(v.dtype).view(kv_heads, group * n, seq_len)
         out[s:s + n] = torch.matmul(probs, v).view(kv_heads, group, n, head_dim).permute(2, 0, 1, 3)
     return out.view(q_len, heads, head_dim)
 
@@ -164,8 +171,10 @@ def _decode_kernel_applies(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
 def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
            meta: AttentionMetadata, scale: float, cpu_kernels: bool = False) -> torch.Tensor:
     """cpu_kernels: decode rows go to torch.ops.sluicegate.paged_decode_attention where it applies
-    (4-9x faster than the paths below, fp32 inside: bench/results/step_profile.md)."""
+    (4-9x faster than the paths below, fp32 inside: bench/results/step_profile.md), and bf16
+    prefill rows take the fused causal softmax."""
     kernel = cpu_kernels and _decode_kernel_applies(q, k_cache)
+    fused_softmax = cpu_kernels and q.device.type == "cpu" and q.dtype == torch.bfloat16
     if meta.is_decode_only and kernel:
         return torch.ops.sluicegate.paged_decode_attention(q, k_cache, v_cache, meta.block_tables,
                                                            meta.seq_lens, scale)
@@ -204,7 +213,7 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         s, e = starts[i], starts[i + 1]
         if q.device.type == "cpu":
             ctx = _one_context(meta.block_tables[i], seq_len, block_size)
-            out[s:e] = _attend_extend_cpu(q[s:e], k_cache, v_cache, ctx, scale)
+            out[s:e] = _attend_extend_cpu(q[s:e], k_cache, v_cache, ctx, scale, fused_softmax)
             continue
         blocks = meta.block_tables[i, : (seq_len + block_size - 1) // block_size]
         out[s:e] = _attend_one(q[s:e], k_cache, v_cache, blocks, seq_len, scale)
@@ -215,7 +224,8 @@ class TorchAttentionBackend:
     name = "torch"
 
     def __init__(self, cpu_kernels: bool = False) -> None:
-        """cpu_kernels: bf16 decode rows on CPU go to the paged decode kernel, once it is built."""
+        """cpu_kernels: bf16 rows on CPU use the paged decode kernel and the fused prefill softmax,
+        once they are built."""
         self.cpu_kernels = cpu_kernels and cpu_ops.load()
 
     def store_kv(self, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,

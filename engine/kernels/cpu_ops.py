@@ -1,5 +1,6 @@
 """The CPU kernels of csrc/ (cpu_ops.cpp: rms_norm, add_rms_norm, silu_mul, rope_store_kv;
-paged_decode.cpp: paged_decode_attention): built once per machine with the system's C++ compiler,
+paged_decode.cpp: paged_decode_attention;
+int8_linear.cpp: int8_linear; causal_softmax.cpp: causal_softmax_): built once per machine with the system's C++ compiler,
 cached, and loaded as torch ops (torch.ops.sluicegate.*).
 
 Built against the installed torch's headers, for this CPU's instruction set (-march=native), into
@@ -30,7 +31,7 @@ from sluicegate.engine.models.convert_cache import cache_root
 log = logging.getLogger("sluicegate.engine")
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "cpu_ops.cpp", CSRC / "paged_decode.cpp", CSRC / "int8_linear.cpp")  # + cpu_common.h
+SOURCES = (CSRC / "cpu_ops.cpp", CSRC / "paged_decode.cpp", CSRC / "int8_linear.cpp", CSRC / "causal_softmax.cpp")  # + cpu_common.h
 LIBRARY_NAME = "sluicegate_cpu_ops.so"
 FAILED_NAME = "build-failed.txt"
 

@@ -60,6 +60,23 @@ inline float exp_vectorizable(float x) {
   return p * std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23) * 2.f * big * small;
 }
 
+// exp(x) for x <= 0 (a softmax's x - max): exp_vectorizable without the overflow guard, ~40% fewer
+// vector ops. Below -87.3 it is 0, as expf's subnormals round to in a bf16 softmax anyway.
+inline float exp_nonpositive_vectorizable(float x) {
+  const float keep = x < -87.3f ? 0.f : 1.f;
+  x = x > -87.3f ? x : -87.3f;
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23) * keep;
+}
+
 // Calls fn(T{}) with T the kernel's element type for dtype: bf16 (what the engine uses them for) or
 // fp32 (tests compare the two paths there too).
 template <typename Fn>
