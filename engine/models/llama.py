@@ -33,9 +33,9 @@ class LlamaModel:
     def __init__(self, arch: ModelArch, weights: dict[str, torch.Tensor], backend: AttentionBackend,
                  max_positions: int, quantized: QuantizedSource | None = None, cpu_kernels: bool = False) -> None:
         """quantized: builds a (fused) Linear's exact low-bit weight from its checkpoint names (None:
-        bf16 only). cpu_kernels: the engine's CPU kernels are loaded (LLMEngine decides); calls of a
-        few rows run through them where this model's weights are bf16 on CPU and the backend keeps
-        the paged cache's standard layout."""
+        bf16 only). cpu_kernels: the engine's CPU kernels are loaded (LLMEngine decides); the layers'
+        norms, rope + KV write and SiLU run through them where this model's weights are bf16 on CPU
+        and the backend keeps the paged cache's standard layout."""
         self.arch = arch
         self.backend = backend
         self.embed = weights["model.embed_tokens.weight"]  # [V, H]
@@ -78,7 +78,7 @@ class LlamaModel:
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata) -> torch.Tensor:
         """input_ids, positions: [T] -> final hidden states [T, H] (already normed)."""
-        ops = _FusedOps(self) if self.cpu_kernels and input_ids.shape[0] <= CPU_KERNEL_MAX_ROWS else _EagerOps(self)
+        ops = _FusedOps(self) if self.cpu_kernels else _EagerOps(self)
         residual = F.embedding(input_ids, self.embed)  # [T, H]
         cos, sin = self.cos[positions, None], self.signed_sin[positions, None]  # [T, 1, D] each, contiguous
         delta: torch.Tensor | None = None  # what the last block adds to the residual stream
@@ -102,11 +102,6 @@ def _linear(weights: dict[str, torch.Tensor], names: list[str], bias: torch.Tens
     weight = torch.cat([weights[name] for name in names]) if len(names) > 1 else weights[names[0]]
     codes = quantized(names) if quantized is not None and quantized_applies(weight) else None
     return Linear(weight, bias, codes)
-
-
-# Rows up to which a forward runs the CPU kernels (decode steps, small chunks): they are serial
-# loops, faster than torch's ops there and slower than its threaded ones on long prefill chunks.
-CPU_KERNEL_MAX_ROWS = 32
 
 
 class _EagerOps:

@@ -1,7 +1,7 @@
-"""engine/kernels/cpu_ops.py: the C++ kernels of decode-sized calls compute what torch's ops compute
-(bit for bit, but for RMSNorm's summation order; paged decode attention within bf16's rounding of
-the fp32 truth), refuse bad input with a clear error, and a machine that cannot build them gets
-torch's ops and one reason."""
+"""engine/kernels/cpu_ops.py: the C++ kernels compute what torch's ops compute (bit for bit, but for
+RMSNorm's summation order and the prefill softmax's exp; paged decode attention within bf16's
+rounding of the fp32 truth), refuse bad input with a clear error, and a machine that cannot build
+them gets torch's ops and one reason."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_silu_mul_equals_torch_for_every_bf16_gate() -> None:
 
 
 @needs_kernels
-@pytest.mark.parametrize("tokens", [1, 5, 32])
+@pytest.mark.parametrize("tokens", [1, 5, 32, 300])
 def test_rope_store_kv_equals_rope_then_store(tokens: int) -> None:
     heads, kv_heads, dim = 9, 3, 64
     cos, sin = rope_cache(dim, 10000.0, None, 4096, torch.device("cpu"), BF16)
@@ -94,15 +94,44 @@ def test_paged_decode_attention_matches_the_fp32_reference(head_dim: int, group:
 
 @needs_kernels
 def test_the_torch_backend_sends_bf16_decode_rows_to_the_kernel() -> None:
-    """Decode-only and mixed steps (decode rows beside a prefill chunk), against the fp32 reference."""
+    """Decode-only and mixed steps (decode rows beside prefill chunks, whose softmax is the fused
+    kernel's), against the fp32 reference."""
     backend = torch_backend.TorchAttentionBackend(cpu_kernels=True)
     assert backend.cpu_kernels and not torch_backend.TorchAttentionBackend().cpu_kernels
-    for query_lens, seq_lens in (([1, 1, 1], [5, 40, 200]), ([1, 12, 1], [30, 12, 90]), ([1, 20], [17, 60])):
+    for query_lens, seq_lens in (([1, 1, 1], [5, 40, 200]), ([1, 12, 1], [30, 12, 90]), ([1, 20], [17, 60]),
+                                 ([150, 1], [1450, 33])):
         batch = make_batch(query_lens, seq_lens, num_kv_heads=3, group=3, head_dim=64, dtype=BF16,
                            device=torch.device("cpu"), seed=sum(seq_lens))
         expected = reference_output(batch)
         backend.store_kv(batch.k_new, batch.v_new, batch.k_cache, batch.v_cache, batch.meta.slot_mapping)
         assert_close(backend.attend(batch.q, batch.k_cache, batch.v_cache, batch.meta, batch.scale), expected, BF16)
+
+
+def masked_softmax(scores: torch.Tensor, first_pos: int, scale: float) -> torch.Tensor:
+    """torch's fp32 softmax of scale * scores [G, Q, L], row q seeing keys 0..first_pos + q."""
+    queries, keys = scores.shape[1:]
+    future = torch.arange(keys)[None, :] > torch.arange(first_pos, first_pos + queries)[:, None]
+    return (scores.float() * scale).masked_fill(future, float("-inf")).softmax(-1).to(scores.dtype)
+
+
+@needs_kernels
+@pytest.mark.parametrize(("groups", "queries", "keys", "first_pos"),
+                         [(9, 130, 1580, 1450), (9, 64, 64, 0), (27, 5, 7, 2), (3, 1, 1, 0), (9, 40, 1000, 17)])
+def test_causal_softmax_matches_torch_within_a_rounding(groups: int, queries: int, keys: int, first_pos: int) -> None:
+    """In place over bf16 scores: exact zeros past each row's position, and probabilities that differ
+    from torch's fp32 softmax rounded to bf16 by at most one bf16 step, rarely (the exp differs)."""
+    gen = torch.Generator().manual_seed(keys)
+    scores = (torch.randn(groups, queries, keys, generator=gen) * 4).to(BF16)
+    want = masked_softmax(scores, first_pos, 0.125)
+    got = scores.clone()
+    ops.causal_softmax_(got, first_pos, 0.125)
+    future = torch.arange(keys)[None, :] > torch.arange(first_pos, first_pos + queries)[:, None]
+    assert torch.equal(got[:, future], torch.zeros_like(got[:, future]))
+    differ = got != want
+    assert differ.float().mean() < 1e-3
+    step = torch.finfo(BF16).eps * want.float().abs()  # one bf16 step at the value's magnitude
+    assert ((got.float() - want.float()).abs() <= step * 1.01)[differ].all()
+    torch.testing.assert_close(got.float().sum(-1), torch.ones(groups, queries), atol=0.02, rtol=0)
 
 
 @needs_kernels
@@ -134,15 +163,21 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         ops.paged_decode_attention(q, *caches, table, torch.tensor([33], dtype=torch.int32), 0.125)
     with pytest.raises(RuntimeError, match="block id outside the cache"):
         ops.paged_decode_attention(q, *caches, table + 3, torch.tensor([20], dtype=torch.int32), 0.125)
+    with pytest.raises(RuntimeError, match="must lie within the 8 keys"):
+        ops.causal_softmax_(torch.zeros(1, 4, 8, dtype=BF16), 5, 0.125)
+    with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
+        ops.causal_softmax_(torch.zeros(1, 8, 4, dtype=BF16).transpose(1, 2), 0, 0.125)
     with pytest.raises(RuntimeError, match="head sizes 64 and 128"):
         ops.paged_decode_attention(torch.zeros(1, 2, 80, dtype=BF16), *torch.zeros(2, 4, 16, 1, 80, dtype=BF16).unbind(0),
                                    table, torch.tensor([20], dtype=torch.int32), 0.125)
 
 
 @needs_kernels
-def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_torch() -> None:
-    """Same engine, kernels on and off for the same decode step: the final hidden states differ only
-    by the norms' rare neighbouring roundings and attention's fp32 (vs bf16) inside, through 30 layers."""
+def test_the_model_runs_its_steps_through_the_kernels_and_agrees_with_torch() -> None:
+    """Same engine, kernels on and off for the same prefill step (two 40-token prompts: 80 rows, the
+    threaded kernels and the fused softmax) and decode step: the final hidden states differ only by
+    the norms' rare neighbouring roundings, the softmax's exp and decode attention's fp32 (vs bf16)
+    inside, through 30 layers."""
     from sluicegate.engine.llm import build_config
     from sluicegate.engine.llm_engine import LLMEngine
     from sluicegate.engine.models.loader import load_model
@@ -156,8 +191,7 @@ def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_tor
                          loaded=loaded).runner.model.cpu_kernels
     for i in range(2):
         engine.add_request(list(range(900 + i, 940 + i)), SamplingParams(max_tokens=8, temperature=0.0))
-    engine.step()  # both prompts' prefill: the next step decodes two rows
-    captured: list[torch.Tensor] = []
+    captured: list[tuple[torch.Tensor, torch.Tensor]] = []
     forward = model.forward
 
     def twice(input_ids, positions, kv_caches, meta):  # noqa: ANN001, ANN202
@@ -165,17 +199,19 @@ def test_the_model_runs_its_decode_steps_through_the_kernels_and_agrees_with_tor
         eager = forward(input_ids, positions, kv_caches, meta)
         model.cpu_kernels = engine.backend.cpu_kernels = True
         fused = forward(input_ids, positions, kv_caches, meta)  # rewrites the same k/v slots
-        captured.extend([eager, fused])
+        captured.append((eager, fused))
         return fused
 
     model.forward = twice
     try:
-        engine.step()
+        engine.step()  # both prompts' prefill
+        engine.step()  # two decode rows
     finally:
         del model.forward
-    eager, fused = captured
-    assert eager.shape == fused.shape == (2, loaded.arch.hidden_size)
-    assert (fused.float() - eager.float()).norm() <= 0.02 * eager.float().norm()
+    assert [eager.shape[0] for eager, _ in captured] == [80, 2]
+    for eager, fused in captured:
+        assert eager.shape == fused.shape
+        assert (fused.float() - eager.float()).norm() <= 0.02 * eager.float().norm()
     for request_id in list(engine.requests):
         engine.abort(request_id)
     while engine.has_unfinished():

@@ -5,10 +5,12 @@
 // KV-cache write ~14 (~50 µs). Each kernel here does the same arithmetic in one pass and rounds
 // where torch's eager ops round, so results are bit-identical to them but for RMSNorm's sum of
 // squares, taken in another order (tests/unit/test_cpu_kernels.py).
-// The loops are serial: callers use them for a few rows only (engine/models/llama.py), where an
-// OpenMP region would cost more than the work. Built and loaded by engine/kernels/cpu_ops.py.
+// Up to kRowGrain rows run serially on the calling thread (a decode step's few rows, where an OpenMP
+// region would cost more than the work); longer calls (prefill chunks) split rows over torch's
+// threads. Built and loaded by engine/kernels/cpu_ops.py.
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "cpu_common.h"
@@ -24,6 +26,9 @@
 namespace {
 
 using namespace sluicegate_kernels;
+
+// Rows per task: a row of these ops is well under a microsecond of work, an OpenMP region a few.
+constexpr int64_t kRowGrain = 32;
 
 // ---- RMSNorm, with the residual add before it -------------------------------------------------
 
@@ -71,9 +76,14 @@ std::tuple<at::Tensor, at::Tensor> norm_impl(const at::Tensor& residual, const a
   at::Tensor normed = at::empty_like(residual);
   dispatch(residual.scalar_type(), "rms_norm", [&](auto tag) {
     using scalar_t = decltype(tag);
-    add_rms_norm_rows<scalar_t>(residual.data_ptr<scalar_t>(), delta != nullptr ? d.data_ptr<scalar_t>() : nullptr,
-                                weight.data_ptr<scalar_t>(), sum.data_ptr<scalar_t>(), normed.data_ptr<scalar_t>(),
-                                rows, n, static_cast<float>(eps));
+    const scalar_t* res = residual.data_ptr<scalar_t>();
+    const scalar_t* del = delta != nullptr ? d.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out_sum = sum.data_ptr<scalar_t>();
+    scalar_t* out_normed = normed.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+      add_rms_norm_rows<scalar_t>(res + begin * n, del != nullptr ? del + begin * n : nullptr, weight.data_ptr<scalar_t>(),
+                                  out_sum + begin * n, out_normed + begin * n, end - begin, n, static_cast<float>(eps));
+    });
   });
   return {sum, normed};
 }
@@ -115,7 +125,11 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
   at::Tensor out = at::empty({rows, inter}, gate_up.options());
   dispatch(gate_up.scalar_type(), "silu_mul", [&](auto tag) {
     using scalar_t = decltype(tag);
-    silu_mul_rows<scalar_t>(gate_up.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, inter);
+    const scalar_t* in = gate_up.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+      silu_mul_rows<scalar_t>(in + begin * 2 * inter, o + begin * inter, end - begin, inter);
+    });
   });
   return out;
 }
@@ -170,16 +184,20 @@ at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& cos, const at:
     const int64_t* slot = slots.data_ptr<int64_t>();
     for (int64_t t = 0; t < tokens; ++t) {
       TORCH_CHECK(slot[t] >= 0 && slot[t] < num_slots, "rope_store_kv: slot ", slot[t], " is outside the cache");
-      const scalar_t* row = qkv.data_ptr<scalar_t>() + t * width;
-      const scalar_t* c = cos.data_ptr<scalar_t>() + t * D;
-      const scalar_t* s = sin.data_ptr<scalar_t>() + t * D;
-      scalar_t* q_out = q.data_ptr<scalar_t>() + t * heads * D;
-      scalar_t* k_out = k_cache.data_ptr<scalar_t>() + slot[t] * kv_width;
-      for (int64_t h = 0; h < heads; ++h) rotate_head(row + h * D, c, s, q_out + h * D, D);
-      for (int64_t h = 0; h < kv_heads; ++h) rotate_head(row + (heads + h) * D, c, s, k_out + h * D, D);
-      std::memcpy(v_cache.data_ptr<scalar_t>() + slot[t] * kv_width, row + (heads + kv_heads) * D,
-                  kv_width * sizeof(scalar_t));
     }
+    at::parallel_for(0, tokens, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const scalar_t* row = qkv.data_ptr<scalar_t>() + t * width;
+        const scalar_t* c = cos.data_ptr<scalar_t>() + t * D;
+        const scalar_t* s = sin.data_ptr<scalar_t>() + t * D;
+        scalar_t* q_out = q.data_ptr<scalar_t>() + t * heads * D;
+        scalar_t* k_out = k_cache.data_ptr<scalar_t>() + slot[t] * kv_width;
+        for (int64_t h = 0; h < heads; ++h) rotate_head(row + h * D, c, s, q_out + h * D, D);
+        for (int64_t h = 0; h < kv_heads; ++h) rotate_head(row + (heads + h) * D, c, s, k_out + h * D, D);
+        std::memcpy(v_cache.data_ptr<scalar_t>() + slot[t] * kv_width, row + (heads + kv_heads) * D,
+                    kv_width * sizeof(scalar_t));
+      }
+    });
   });
   return q;
 }
