@@ -2,12 +2,13 @@
 
 On CPU, F.linear on a bf16 weight hands the plain [N, K] matrix to oneDNN, which reorders it into
 its blocked layout on every call: for a decode step's few rows the reorder costs as much as the
-matmul. oneDNN's linear on a weight reordered once at load gives bit-identical results (same
-kernel, same accumulation order) at about half the time for one row, shrinking to a few percent
-by 256 rows (bench/results/step_profile.md). Large prefill chunks keep F.linear on the plain
-weight: packed calls there measured no faster, and a mixed workload sends them many different
-row counts. fp32 keeps F.linear everywhere: the packed path uses a different kernel than MKL's
-sgemm, so results would move by rounding.
+matmul, and for a prefill chunk it streams the whole weight once more from memory. oneDNN's linear
+on a weight reordered once at load gives bit-identical results (same kernel, same accumulation
+order) at about half the time for one row; in isolation the gain shrinks to a few percent by 256
+rows, but inside a forward, where each layer's weight comes from memory, a prefix-cached turn of
+130 tokens takes ~6% less and the offline mixed workload ~7% less (bench/results/step_profile.md),
+so every call of a packed weight uses it. fp32 keeps F.linear: the packed path uses a different
+kernel than MKL's sgemm, so results would move by rounding.
 
 Where the checkpoint's weight is stored in 4 or 8 bits (a GGUF's Q4_0, Q4_1, Q4_K or Q8_0 layers),
 calls of a few rows read those codes instead (engine/models/quantized.py): a decode step at one
@@ -21,10 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from sluicegate.engine.models.quantized import QuantizedWeight
-
-# Rows (tokens) up to which the packed weight is used: decode steps and small extend chunks.
-PACKED_MAX_ROWS = 32
-
 
 def _can_pack(weight: torch.Tensor) -> bool:
     if weight.device.type != "cpu" or weight.dtype != torch.bfloat16 or weight.dim() != 2:
@@ -44,13 +41,13 @@ class Linear:
         self.weight = weight
         self.bias = bias
         self.quantized = quantized  # the same weight as stored low-bit codes, for calls of a few rows
-        # oneDNN's blocked layout, tuned for one row (decode); None where packing does not apply
+        # oneDNN's blocked layout (tuned for one row, used for any); None where packing does not apply
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1) if _can_pack(weight) else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.quantized is not None and x.shape[0] <= self.quantized.max_rows:
             y = self.quantized.matmul(x)
             return y if self.bias is None else y + self.bias
-        if self.packed is not None and x.shape[0] <= PACKED_MAX_ROWS:
+        if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
