@@ -78,7 +78,6 @@ class LLMEngine:
             keep_freed_memory()
         chat_template = resolve_chat_template(config.model.chat_template)  # a bad path fails before loading
         loaded = loaded or load_model(config.model.model, self.dtype, self.device)
-        self.loaded = loaded
         self.arch = loaded.arch
         self.tokenizer = loaded.tokenizer
         self.chat_template = chat_template or loaded.chat_template

@@ -34,15 +34,24 @@ def _can_pack(weight: torch.Tensor) -> bool:
 class Linear:
     """A linear layer's weight [N, K] (and bias [N]); call on x [M, K] -> [M, N]."""
 
-    __slots__ = ("weight", "bias", "packed", "quantized")
+    __slots__ = ("_plain", "bias", "packed", "quantized")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  quantized: QuantizedWeight | None = None) -> None:
-        self.weight = weight
         self.bias = bias
         self.quantized = quantized  # the same weight as stored low-bit codes, for calls of a few rows
-        # oneDNN's blocked layout (tuned for one row, used for any); None where packing does not apply
+        # oneDNN's blocked layout (tuned for one row, used for any); None where packing does not apply.
+        # A packed weight is the only copy kept: every call reads it, and `weight` unpacks it on demand.
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1) if _can_pack(weight) else None
+        self._plain = weight if self.packed is None else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The plain [N, K] weight (a fresh copy when only the packed one is kept)."""
+        if self._plain is not None:
+            return self._plain
+        assert self.packed is not None
+        return self.packed.to_dense()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.quantized is not None and x.shape[0] <= self.quantized.max_rows:

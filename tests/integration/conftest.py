@@ -57,12 +57,21 @@ class LiveServers:
 
 def _build_engines() -> tuple[Any, Any]:
     from sluicegate.engine.async_engine import AsyncEngine
-    from sluicegate.engine.config import CacheConfig, EngineConfig, SchedulerConfig
+    from sluicegate.engine.config import (
+        CacheConfig,
+        EngineConfig,
+        SchedulerConfig,
+        resolve_device,
+        resolve_dtype,
+    )
+    from sluicegate.engine.models.loader import load_model
 
-    main = AsyncEngine(EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25),
-                                    scheduler=SchedulerConfig(max_num_seqs=64)))
+    config = EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25), scheduler=SchedulerConfig(max_num_seqs=64))
+    device = resolve_device(config.model.device)
+    loaded = load_model(config.model.model, resolve_dtype(config.model.dtype, device), device)  # shared by both
+    main = AsyncEngine(config, loaded=loaded)
     full = AsyncEngine(EngineConfig(cache=CacheConfig(num_blocks=64), scheduler=SchedulerConfig(max_waiting=0)),
-                       loaded=main.engine.loaded)
+                       loaded=loaded)
     return main, full
 
 

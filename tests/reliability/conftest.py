@@ -52,11 +52,21 @@ class Servers:
 
 def _engines() -> tuple[Any, Any]:
     from sluicegate.engine.async_engine import AsyncEngine
-    from sluicegate.engine.config import CacheConfig, EngineConfig, GrammarConfig
+    from sluicegate.engine.config import (
+        CacheConfig,
+        EngineConfig,
+        GrammarConfig,
+        resolve_device,
+        resolve_dtype,
+    )
+    from sluicegate.engine.models.loader import load_model
 
-    main = AsyncEngine(EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25)))
+    config = EngineConfig(cache=CacheConfig(kv_cache_memory_gb=0.25))
+    device = resolve_device(config.model.device)
+    loaded = load_model(config.model.model, resolve_dtype(config.model.dtype, device), device)  # shared by both
+    main = AsyncEngine(config, loaded=loaded)
     tight = AsyncEngine(EngineConfig(cache=CacheConfig(num_blocks=64), grammar=GrammarConfig(compile_timeout_s=0.001)),
-                        loaded=main.engine.loaded)
+                        loaded=loaded)
     return main, tight
 
 

@@ -23,3 +23,12 @@ def test_bit_identical_to_f_linear(rows: int, with_bias: bool) -> None:
 
 def test_fp32_weights_are_not_packed() -> None:
     assert Linear(torch.randn(8, 4)).packed is None
+
+
+def test_a_packed_weight_is_the_only_copy_and_unpacks_exactly() -> None:
+    weight = torch.randn(96, 64).to(torch.bfloat16)
+    linear = Linear(weight)
+    if linear.packed is None:
+        pytest.skip("oneDNN bf16 packing is not available on this CPU")
+    assert linear._plain is None
+    assert torch.equal(linear.weight, weight)
