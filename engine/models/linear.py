@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from sluicegate.engine.models.quantized import QuantizedWeight
 
+
 def _can_pack(weight: torch.Tensor) -> bool:
     if weight.device.type != "cpu" or weight.dtype != torch.bfloat16 or weight.dim() != 2:
         return False
