@@ -59,10 +59,10 @@ def client(endpoint: str) -> Any:
     return openai.OpenAI(base_url=endpoint, api_key="unused", max_retries=0, timeout=120)
 
 
-def _chat(client: Any, messages: list[dict[str, str]], max_tokens: int = 12) -> tuple[str, Any]:
+def _chat(client: Any, messages: list[dict[str, str]], max_tokens: int = 12, min_tokens: int = 0) -> tuple[str, Any]:
     """(replica, completion) for one non-streamed chat turn."""
     raw = client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=messages, max_tokens=max_tokens, temperature=0)
+        model=MODEL, messages=messages, max_tokens=max_tokens, temperature=0, extra_body={"min_tokens": min_tokens})
     return raw.headers[REPLICA_HEADER], raw.parse()
 
 
@@ -164,7 +164,8 @@ def test_killing_a_replica_loses_no_request_that_had_not_started_streaming(clien
     assert len(replicas) == 2
     killed, survivor = sorted(replicas)
     with ThreadPoolExecutor(8) as pool:
-        plain = [pool.submit(_chat, client, [{"role": "user", "content": f"Tell a story, number {i}."}], 48)
+        # 160 tokens each (min_tokens): still generating when the replica dies, however fast a step is
+        plain = [pool.submit(_chat, client, [{"role": "user", "content": f"Tell a story, number {i}."}], 160, 160)
                  for i in range(6)]
         streams = [pool.submit(_stream, client, i) for i in range(2)]
         time.sleep(1.5)  # all eight are in flight, spread over both replicas (route_imbalance=1)
