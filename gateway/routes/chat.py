@@ -50,8 +50,19 @@ def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
     except Exception as exc:  # jinja raises for conversations the template refuses (e.g. role order)
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
-    ids: list[int] = state.renderer.encode(text)
+    if state.turn_tokens is None:
+        return list(state.renderer.encode(text))
+    ids: list[int] = state.turn_tokens.encode(text, body.messages, state.renderer.encode)
     return ids
+
+
+def _remember(state: AppState, outs: list[object], call_ids: list[str], content: str | None) -> None:
+    """One choice's finished answer, so that the agent's next prompt reuses its tokens."""
+    if state.turn_tokens is None or getattr(outs[-1], "finish_reason", None) == "error":
+        return
+    text = "".join(o.new_text for o in outs)  # type: ignore[attr-defined]
+    ids = [t for o in outs for t in o.new_token_ids]  # type: ignore[attr-defined]
+    state.turn_tokens.remember(text, ids, call_ids, content)
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -85,6 +96,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     for choice_outs in outs:
         raise_for_output(choice_outs[-1])
     completion = build_completion(ctx, outs)
+    for choice, choice_outs in zip(completion.choices, outs):
+        calls = choice.message.tool_calls or []
+        _remember(state, list(choice_outs), [c.id for c in calls], choice.message.content)
     state.metrics.observe_usage(completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens,
                                 completion.usage.completion_tokens, ctx.cache_key)
     return JSONResponse(completion_payload(completion))
@@ -93,6 +107,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
 async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> AsyncIterator[str]:
     streamers = [ChoiceStreamer(ctx, i) for i in range(len(primed))]
     finals: list[object] = [None] * len(primed)
+    answers: list[list[object]] = [[] for _ in primed]  # each choice's outputs
+    contents: list[str] = ["" for _ in primed]  # the content each choice's client received
     try:
         async with aclosing(merge(primed)) as stream:
             async for i, out in stream:
@@ -101,9 +117,12 @@ async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> Async
                     yield DONE
                     return
                 for choice in streamers[i].deltas(out):
+                    contents[i] += choice.delta.content or ""
                     yield sse_event(chat_chunk_payload(chunk(ctx, [choice]), ctx.include_usage))
+                answers[i].append(out)
                 if out.finished:
                     finals[i] = out
+                    _remember(state, answers[i], streamers[i].call_ids, contents[i])
     except Exception as exc:  # the stream began with 200: report in-band, as OpenAI does
         mapped = errors.from_engine_error(exc) or errors.server_error(f"{type(exc).__name__}: {exc}")
         yield sse_event(mapped.body())
