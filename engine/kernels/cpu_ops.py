@@ -66,8 +66,9 @@ def _library_path(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256()
     sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
-    for part in (sources, torch.__version__.encode(), version.encode(), _cpu_flags().encode(),
-                 " ".join(_command("cxx", Path("out"))).encode()):
+    # the flags, with the sources' folder left out: another checkout of the same sources shares the build
+    flags = " ".join(_command("cxx", Path("out"))).replace(str(CSRC), "csrc")
+    for part in (sources, torch.__version__.encode(), version.encode(), _cpu_flags().encode(), flags.encode()):
         key.update(part)
         key.update(b"\0")
     return cache_root() / "kernels" / key.hexdigest()[:16] / LIBRARY_NAME
