@@ -69,7 +69,6 @@ def _stderr_progress(message: str) -> None:
 async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str], None]) -> None:
     """Load (if the app owns its engine), start, and build the chat renderer; then turn ready on."""
     from sluicegate.gateway.chat_format import ChatRenderer
-    from sluicegate.gateway.chat_format.turn_tokens import TurnTokens
     from sluicegate.gateway.logprobs import TokenText
 
     engine: Any = state.engine
@@ -80,7 +79,6 @@ async def _prepare(state: AppState, owns_engine: bool, progress: Callable[[str],
     renderer = await asyncio.to_thread(ChatRenderer, engine.tokenizer, engine.chat_template,
                                        state.settings.explicit_tool_format)
     state.renderer = renderer
-    state.turn_tokens = TurnTokens(engine.tokenizer)
     state.token_text = TokenText(engine.tokenizer)
     state.model_name = state.settings.served_model_name or engine.model_name
     state.extra_servers = await _start_grpc(state, progress)

@@ -126,15 +126,18 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                           tool_format=self.renderer.tool_format.name)
         message = _MessageBuilder()
         streamer = ChoiceStreamer(ctx, 0)
+        answer: list[Any] = []  # the engine's deltas, for the renderer's turn memory
         try:
             async with aclosing(self._outputs(ids, params, rid, context)) as outs:
                 async for out in outs:
+                    answer.append(out)
                     delta, reason = message.add(streamer.deltas(out))
                     if delta.text or delta.tool_calls:
                         yield pb.ChatResponse(request_id=rid, delta=delta)
                     if out.finished:
                         done = pb.ChatDone(message=message.message(), usage=grpc_convert.usage(out),
                                            finish_reason=grpc_convert.finish_reason(reason))
+                        self.renderer.turns.remember_outputs(answer, streamer.call_ids, done.message.content or None)
                         yield pb.ChatResponse(request_id=rid, done=done)
         finally:
             self.running.discard(rid)
@@ -147,11 +150,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     def _prompt_ids(self, body: Any) -> list[int]:
         try:
-            text = self.renderer.render(body.messages, body.tools)
+            ids: list[int] = self.renderer.prompt_ids(body.messages, body.tools)
         except Exception as exc:  # jinja refuses some conversations (e.g. role order)
             raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                      param="messages") from exc
-        ids: list[int] = self.renderer.encode(text)
         return ids
 
     async def ListModels(self, request: pb.ListModelsRequest,

@@ -21,7 +21,6 @@ class AppState:
     metrics: Metrics
     engine: Any | None = None  # engine.AsyncEngine (typed loosely: the gateway imports no torch at import)
     renderer: Any | None = None  # chat_format.ChatRenderer
-    turn_tokens: Any | None = None  # chat_format.turn_tokens.TurnTokens: answers' own ids for later prompts
     token_text: Any | None = None  # logprobs.TokenText
     model_name: str = ""
     ready: bool = False

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from sluicegate.gateway.chat_format.turn_tokens import TurnTokens
 from sluicegate.gateway.protocol import (
     AssistantMessage,
     ChatMessage,
@@ -81,6 +82,7 @@ class ChatRenderer:
         # a template may list tools yet drop earlier calls (Granite 3.3's writes only `content`):
         # then calls go back as the format's text, so the model still sees what it called
         self.renders_calls = self.renders_tools and self._detect_call_support()
+        self.turns = TurnTokens(tokenizer)  # answers this server generated, spliced back by prompt_ids
 
     def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                template_kwargs: dict[str, Any] | None = None) -> str:
@@ -118,6 +120,12 @@ class ChatRenderer:
             text = self._apply(self._text_tool_messages(messages, tool_dicts), None, template_kwargs)
         check_unicode(text)
         return text
+
+    def prompt_ids(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
+                   template_kwargs: dict[str, Any] | None = None) -> list[int]:
+        """The prompt's token ids: the rendered text tokenized, with the answers this server generated
+        (and remembered in self.turns) as the ids it generated for them (turn_tokens.py)."""
+        return self.turns.encode(self.render(messages, tools, template_kwargs), messages, self.encode)
 
     def encode(self, text: str) -> list[int]:
         # the template writes special tokens (and BOS, if any) as text: add none twice

@@ -8,8 +8,9 @@ misses the cache from the first differing token on and the whole answer is compu
 agent's next turn (~40 of its ~150 new tokens in bench/agent_bench.py's workload).
 
 TurnTokens remembers each finished answer's text and token ids, keyed by what the client will send
-back (its first tool call id, or its content when it made no call); rendering a later prompt, the
-text around each remembered answer is tokenized and the answer's own ids are spliced in. The ids
+back (its first tool call id, or its content when it made no call); rendering a later prompt
+(ChatRenderer.prompt_ids, for HTTP, gRPC and the MCP tool loop alike), the text around each
+remembered answer is tokenized and the answer's own ids are spliced in. The ids
 spell exactly the text they replace (checked when remembered), so the model reads the same text;
 the previous turn's prompt was tokenized the same way, so the cache hit runs through the answer.
 """
@@ -75,6 +76,14 @@ class TurnTokens:
         self._turns.move_to_end(key)
         while len(self._turns) > self.capacity:
             self._turns.popitem(last=False)
+
+    def remember_outputs(self, outs: Sequence[Any], call_ids: Sequence[str], content: str | None) -> None:
+        """One choice's engine outputs (RequestOutput deltas, the last one finished), with the call
+        ids or content its client received."""
+        if not outs or getattr(outs[-1], "finish_reason", None) == "error":
+            return
+        text = "".join(o.new_text for o in outs)
+        self.remember(text, [t for o in outs for t in o.new_token_ids], call_ids, content)
 
     def encode(self, text: str, messages: Sequence[Any], encode: Callable[[str], list[int]]) -> list[int]:
         """The prompt's ids: `encode` for the text, with each remembered answer among `messages`

@@ -121,6 +121,7 @@ class _Round:
     content: list[str] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     final: Any = None
+    outputs: list[Any] = field(default_factory=list)  # the engine's deltas, for the renderer's turn memory
 
 
 def round_tool_choice(body: ChatCompletionRequest, round_index: int, max_rounds: int) -> Any:
@@ -132,11 +133,10 @@ def round_tool_choice(body: ChatCompletionRequest, round_index: int, max_rounds:
 def render_prompt(state: AppState, body: ChatCompletionRequest) -> list[int]:
     assert state.renderer is not None
     try:
-        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
+        return state.renderer.prompt_ids(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
-    return list(state.renderer.encode(text))
 
 
 async def _generate(state: AppState, request: Request, body: ChatCompletionRequest, request_id: str,
@@ -151,6 +151,7 @@ async def _generate(state: AppState, request: Request, body: ChatCompletionReque
     complete: list[tuple[str, str]] = []
     async with aclosing(merge(primed)) as stream:
         async for _, out in stream:
+            round_.outputs.append(out)
             events: list[Any] = parser.feed(out.new_text) if parse else [ContentDelta(out.new_text)]
             if out.finished:
                 complete = list(parser.calls)  # the calls closed by </tool_call> before the end
@@ -199,6 +200,8 @@ async def run_loop(state: AppState, request: Request, body: ChatCompletionReques
         ids = [new_call_id() for _ in round_.calls]
         tool_calls = [ToolCall(id=i, function=FunctionCall(name=n, arguments=a))
                       for i, (n, a) in zip(ids, round_.calls, strict=True)]
+        assert state.renderer is not None  # the next round's prompt (or the client's) reuses this answer's ids
+        state.renderer.turns.remember_outputs(round_.outputs, ids, "".join(round_.content) or None)
         hosted = [McpCall(id=c.id, round=index, server_label=plan.hosted[c.function.name].server,
                           name=plan.hosted[c.function.name].tool, tool=c.function.name,
                           arguments=c.function.arguments)

@@ -46,23 +46,11 @@ def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
         raise errors.bad_request(f"chat_template_kwargs may not set {', '.join(sorted(reserved))}",
                                  param="chat_template_kwargs")
     try:
-        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
+        ids: list[int] = state.renderer.prompt_ids(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses (e.g. role order)
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
-    if state.turn_tokens is None:
-        return list(state.renderer.encode(text))
-    ids: list[int] = state.turn_tokens.encode(text, body.messages, state.renderer.encode)
     return ids
-
-
-def _remember(state: AppState, outs: list[object], call_ids: list[str], content: str | None) -> None:
-    """One choice's finished answer, so that the agent's next prompt reuses its tokens."""
-    if state.turn_tokens is None or getattr(outs[-1], "finish_reason", None) == "error":
-        return
-    text = "".join(o.new_text for o in outs)  # type: ignore[attr-defined]
-    ids = [t for o in outs for t in o.new_token_ids]  # type: ignore[attr-defined]
-    state.turn_tokens.remember(text, ids, call_ids, content)
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -96,15 +84,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     for choice_outs in outs:
         raise_for_output(choice_outs[-1])
     completion = build_completion(ctx, outs)
-    for choice, choice_outs in zip(completion.choices, outs):
+    for choice, choice_outs in zip(completion.choices, outs):  # so the agent's next prompt reuses the answers
         calls = choice.message.tool_calls or []
-        _remember(state, list(choice_outs), [c.id for c in calls], choice.message.content)
+        state.renderer.turns.remember_outputs(choice_outs, [c.id for c in calls], choice.message.content)
     state.metrics.observe_usage(completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens,
                                 completion.usage.completion_tokens, ctx.cache_key)
     return JSONResponse(completion_payload(completion))
 
 
 async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> AsyncIterator[str]:
+    assert state.renderer is not None
     streamers = [ChoiceStreamer(ctx, i) for i in range(len(primed))]
     finals: list[object] = [None] * len(primed)
     answers: list[list[object]] = [[] for _ in primed]  # each choice's outputs
@@ -122,7 +111,7 @@ async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> Async
                 answers[i].append(out)
                 if out.finished:
                     finals[i] = out
-                    _remember(state, answers[i], streamers[i].call_ids, contents[i])
+                    state.renderer.turns.remember_outputs(answers[i], streamers[i].call_ids, contents[i])
     except Exception as exc:  # the stream began with 200: report in-band, as OpenAI does
         mapped = errors.from_engine_error(exc) or errors.server_error(f"{type(exc).__name__}: {exc}")
         yield sse_event(mapped.body())

@@ -48,25 +48,24 @@ def test_spelling_ids_drop_a_final_stop_token_only_when_the_text_lacks_it(tokeni
 def test_the_next_prompt_carries_the_answer_as_generated(tokenizer: Any) -> None:
     renderer = ChatRenderer(tokenizer, tokenizer.chat_template)
     first = [{"role": "system", "content": "You plan trips."}, {"role": "user", "content": "Eat in Paris?"}]
-    prompt_text = renderer.render(ChatCompletionRequest(model="m", messages=first, tools=TOOLS).messages,
-                                  ChatCompletionRequest(model="m", messages=first, tools=TOOLS).tools)
+    opening = ChatCompletionRequest(model="m", messages=first, tools=TOOLS)
+    prompt_text = renderer.render(opening.messages, opening.tools)
     generated = spelled_unusually(tokenizer, CALL)
     assert generated != encode(tokenizer, CALL)  # not the tokenizer's own spelling
-    turns = TurnTokens(tokenizer)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    turns.remember(CALL, [*generated, eos], ["call_1"], None)
+    renderer.turns.remember(CALL, [*generated, eos], ["call_1"], None)
     second = [*first, {"role": "assistant", "content": None, "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "find_restaurants", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": '{"items": 3}'}]
     request = ChatCompletionRequest(model="m", messages=second, tools=TOOLS)
     text = renderer.render(request.messages, request.tools)
-    ids = turns.encode(text, request.messages, renderer.encode)
-    previous = turns.encode(prompt_text, [], renderer.encode)
+    ids = renderer.prompt_ids(request.messages, request.tools)
+    previous = renderer.encode(prompt_text)
     assert ids[:len(previous) + len(generated)] == previous + generated  # the cache hit runs through the answer
     assert tokenizer.decode(ids, skip_special_tokens=False) == text  # the same text, spelled as generated
     unknown = ChatCompletionRequest(model="m", messages=[*first, {**second[2], "tool_calls": [
         {**second[2]["tool_calls"][0], "id": "call_2"}]}], tools=TOOLS)
-    assert turns.encode(text, unknown.messages, renderer.encode) == renderer.encode(text)
+    assert renderer.turns.encode(text, unknown.messages, renderer.encode) == renderer.encode(text)
 
 
 def test_answers_without_calls_are_keyed_by_their_content_and_capacity_is_bounded(tokenizer: Any) -> None:
