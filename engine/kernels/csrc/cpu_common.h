@@ -38,43 +38,38 @@ inline void load_row(const T* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = to_float(src[i]);
 }
 
-// exp(x) written so that the compiler vectorizes it, which it does not for std::exp (a libm call):
-// Cephes' expf, 2^n * p(r) with |r| <= ln2 / 2, relative error ~1e-7. Past ln(FLT_MAX) it is +inf,
-// as expf is; below -87.3 it is 0 where expf gives a subnormal (no caller here can tell: silu adds
-// it to 1). Rounds n to nearest by adding 1.5 * 2^23, since floorf does not vectorize, and applies
-// 2^n as 2^(n-1) * 2 so that n = 128 (x just under 88.72) stays finite.
+// exp(x) for x in [-87.3, 88.7228394], written so that the compiler vectorizes it, which it does
+// not for std::exp (a libm call): Cephes' expf, 2^n * p(r) with |r| <= ln2 / 2, relative error
+// ~1e-7. Rounds n to nearest by adding 1.5 * 2^23, since floorf does not vectorize, and applies 2^n
+// as 2^(n-1) * 2 so that n = 128 (x just under 88.72) stays finite.
+inline float exp_in_range(float x) {
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23) * 2.f;
+}
+
+// exp(x) for any x: past ln(FLT_MAX) it is +inf, as expf is; below -87.3 it is 0 where expf gives a
+// subnormal (no caller here can tell: silu adds it to 1).
 inline float exp_vectorizable(float x) {
   const float inf = std::numeric_limits<float>::infinity();
   const float big = x > 88.7228394f ? inf : 1.f;
   const float small = x < -87.3f ? 0.f : 1.f;
   x = x > -87.3f ? (x < 88.7228394f ? x : 88.7228394f) : -87.3f;
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23) * 2.f * big * small;
+  return exp_in_range(x) * big * small;
 }
 
-// exp(x) for x <= 0 (a softmax's x - max): exp_vectorizable without the overflow guard, ~40% fewer
-// vector ops. Below -87.3 it is 0, as expf's subnormals round to in a bf16 softmax anyway.
+// exp(x) for x <= 0 (a softmax's x - max): without the overflow guard, fewer vector ops. Below -87.3
+// it is 0, as expf's subnormals round to in a bf16 softmax anyway.
 inline float exp_nonpositive_vectorizable(float x) {
   const float keep = x < -87.3f ? 0.f : 1.f;
-  x = x > -87.3f ? x : -87.3f;
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23) * keep;
+  return exp_in_range(x > -87.3f ? x : -87.3f) * keep;
 }
 
 // Calls fn(T{}) with T the kernel's element type for dtype: bf16 (what the engine uses them for) or
