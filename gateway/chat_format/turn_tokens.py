@@ -93,12 +93,12 @@ class TurnTokens:
         for message in messages:
             key = turn_key(message) if isinstance(message, AssistantMessage) else None
             turn = self._turns.get(key) if key is not None else None
-            if turn is None:
+            if key is None or turn is None:
                 continue
             at = text.find(turn.text, start)
             if at < 0:
                 continue
-            self._turns.move_to_end(key)  # type: ignore[arg-type]
+            self._turns.move_to_end(key)
             ids += encode(text[start:at]) if at > start else []
             ids += turn.token_ids
             start = at + len(turn.text)

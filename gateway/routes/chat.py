@@ -97,7 +97,7 @@ async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> Async
     streamers = [ChoiceStreamer(ctx, i) for i in range(len(primed))]
     finals: list[object] = [None] * len(primed)
     answers: list[list[object]] = [[] for _ in primed]  # each choice's outputs
-    contents: list[str] = ["" for _ in primed]  # the content each choice's client received
+    contents: list[list[str]] = [[] for _ in primed]  # the content each choice's client received
     try:
         async with aclosing(merge(primed)) as stream:
             async for i, out in stream:
@@ -106,12 +106,12 @@ async def _sse(state: AppState, ctx: ChatContext, primed: list[Primed]) -> Async
                     yield DONE
                     return
                 for choice in streamers[i].deltas(out):
-                    contents[i] += choice.delta.content or ""
+                    contents[i].append(choice.delta.content or "")
                     yield sse_event(chat_chunk_payload(chunk(ctx, [choice]), ctx.include_usage))
                 answers[i].append(out)
                 if out.finished:
                     finals[i] = out
-                    state.renderer.turns.remember_outputs(answers[i], streamers[i].call_ids, contents[i])
+                    state.renderer.turns.remember_outputs(answers[i], streamers[i].call_ids, "".join(contents[i]))
     except Exception as exc:  # the stream began with 200: report in-band, as OpenAI does
         mapped = errors.from_engine_error(exc) or errors.server_error(f"{type(exc).__name__}: {exc}")
         yield sse_event(mapped.body())
