@@ -5,7 +5,10 @@
 1. Paged decode attention per layer (9 query / 3 KV heads, head size 64, blocks scattered over the
    cache): torch's path (SDPA on the cache view for one sequence, gather + batched matmuls above)
    vs torch.ops.sluicegate.paged_decode_attention.
-2. add + RMSNorm, rope + KV write, SiLU gate at 1 and 32 rows: torch's ops vs the kernels.
+2. add + RMSNorm, rope + KV write, SiLU gate at 1, 32 and 130 rows (130: an agent's later turn,
+   where the kernels split rows over the threads): torch's ops vs the kernels.
+   Prefill attention's softmax for 130 queries over 1,580 keys (9 heads): torch's six ops over
+   fp32 scores vs torch.ops.sluicegate.causal_softmax_ in place.
 3. The default model's output projection at one row: bf16 vs its Q8_0 codes (the model's own
    logits(), the two alternated).
 Rounds alternate torch and kernel; the machine's noise shows as the spread across rounds.
@@ -77,7 +80,7 @@ def small_ops(rounds: int) -> None:
     caches = [torch.zeros(512, 16, kv, dim, dtype=BF16) for _ in range(2)]
     print("\n| op, rows | torch µs | kernel µs |\n|---|---|---|")
     pairs = {}
-    for rows in (1, 32):
+    for rows in (1, 32, 130):
         x, d = torch.randn(rows, hidden).to(BF16), torch.randn(rows, hidden).to(BF16)
         gate_up = torch.randn(rows, 3072).to(BF16)
         qkv = torch.randn(rows, (heads + 2 * kv) * dim).to(BF16)
@@ -98,7 +101,17 @@ def small_ops(rounds: int) -> None:
             qkv, c, s, caches[0], caches[1], slots, heads, kv))
         pairs[f"silu * up, {rows}"] = (lambda g=gate_up: F.silu(g[:, :1536]) * g[:, 1536:],
                                        lambda g=gate_up: ops.silu_mul(g))
-    rounds_of(pairs, rounds, 1000)
+    scores = (torch.randn(9, 130, 1580) * 3).to(BF16)
+    first = 1580 - 130
+    future = torch.arange(1580)[None, :] > torch.arange(first, 1580)[:, None]
+
+    def torch_softmax() -> torch.Tensor:
+        bias = torch.zeros(future.shape).masked_fill_(future, float("-inf"))
+        return scores.float().mul_(0.125).add_(bias).softmax(dim=-1).to(BF16)
+
+    work = scores.clone()  # in place: the kernel's repeated calls see probabilities, same cost
+    pairs["causal softmax, 9 x 130 x 1,580"] = (torch_softmax, lambda: ops.causal_softmax_(work, first, 0.125))
+    rounds_of(pairs, rounds, 200)
 
 
 def output_projection(rounds: int) -> None:
