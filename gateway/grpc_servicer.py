@@ -150,10 +150,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     def _prompt_ids(self, body: Any) -> list[int]:
         try:
-            ids: list[int] = self.renderer.prompt_ids(body.messages, body.tools)
+            text = self.renderer.render(body.messages, body.tools)
         except Exception as exc:  # jinja refuses some conversations (e.g. role order)
             raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                      param="messages") from exc
+        ids: list[int] = self.renderer.prompt_ids(text, body.messages)
         return ids
 
     async def ListModels(self, request: pb.ListModelsRequest,

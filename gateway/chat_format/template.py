@@ -121,11 +121,10 @@ class ChatRenderer:
         check_unicode(text)
         return text
 
-    def prompt_ids(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
-                   template_kwargs: dict[str, Any] | None = None) -> list[int]:
-        """The prompt's token ids: the rendered text tokenized, with the answers this server generated
-        (and remembered in self.turns) as the ids it generated for them (turn_tokens.py)."""
-        return self.turns.encode(self.render(messages, tools, template_kwargs), messages, self.encode)
+    def prompt_ids(self, text: str, messages: Sequence[ChatMessage]) -> list[int]:
+        """The token ids of `text`, rendered from `messages`: tokenized, with the answers this server
+        generated (and remembered in self.turns) as the ids it generated for them (turn_tokens.py)."""
+        return self.turns.encode(text, messages, self.encode)
 
     def encode(self, text: str) -> list[int]:
         # the template writes special tokens (and BOS, if any) as text: add none twice

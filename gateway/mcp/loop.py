@@ -133,10 +133,11 @@ def round_tool_choice(body: ChatCompletionRequest, round_index: int, max_rounds:
 def render_prompt(state: AppState, body: ChatCompletionRequest) -> list[int]:
     assert state.renderer is not None
     try:
-        return state.renderer.prompt_ids(body.messages, body.tools, body.chat_template_kwargs)
+        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
+    return list(state.renderer.prompt_ids(text, body.messages))
 
 
 async def _generate(state: AppState, request: Request, body: ChatCompletionRequest, request_id: str,

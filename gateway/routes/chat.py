@@ -46,10 +46,11 @@ def _prompt_ids(state: AppState, body: ChatCompletionRequest) -> list[int]:
         raise errors.bad_request(f"chat_template_kwargs may not set {', '.join(sorted(reserved))}",
                                  param="chat_template_kwargs")
     try:
-        ids: list[int] = state.renderer.prompt_ids(body.messages, body.tools, body.chat_template_kwargs)
+        text = state.renderer.render(body.messages, body.tools, body.chat_template_kwargs)
     except Exception as exc:  # jinja raises for conversations the template refuses (e.g. role order)
         raise errors.bad_request(f"The chat template could not render these messages: {exc}",
                                  param="messages") from exc
+    ids: list[int] = state.renderer.prompt_ids(text, body.messages)
     return ids
 
 

@@ -59,7 +59,7 @@ def test_the_next_prompt_carries_the_answer_as_generated(tokenizer: Any) -> None
         {"role": "tool", "tool_call_id": "call_1", "content": '{"items": 3}'}]
     request = ChatCompletionRequest(model="m", messages=second, tools=TOOLS)
     text = renderer.render(request.messages, request.tools)
-    ids = renderer.prompt_ids(request.messages, request.tools)
+    ids = renderer.prompt_ids(text, request.messages)
     previous = renderer.encode(prompt_text)
     assert ids[:len(previous) + len(generated)] == previous + generated  # the cache hit runs through the answer
     assert tokenizer.decode(ids, skip_special_tokens=False) == text  # the same text, spelled as generated
