@@ -1,7 +1,7 @@
 """The CPU kernels of csrc/ (cpu_ops.cpp: rms_norm, add_rms_norm, silu_mul, rope_store_kv;
-paged_decode.cpp: paged_decode_attention;
-int8_linear.cpp: int8_linear; causal_softmax.cpp: causal_softmax_): built once per machine with the system's C++ compiler,
-cached, and loaded as torch ops (torch.ops.sluicegate.*).
+paged_decode.cpp: paged_decode_attention; int8_linear.cpp: int8_linear; causal_softmax.cpp:
+causal_softmax_): built once per machine with the system's C++ compiler, cached, and loaded as
+torch ops (torch.ops.sluicegate.*).
 
 Built against the installed torch's headers, for this CPU's instruction set (-march=native), into
 <cache>/kernels/<key>/ where the key covers the sources, torch's version, the compiler and the CPU

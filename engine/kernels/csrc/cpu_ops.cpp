@@ -1,4 +1,5 @@
-// CPU kernels for decode-sized calls (a few rows), registered as torch ops: torch.ops.sluicegate.*
+// CPU kernels for a layer's small ops (norm, rope + KV write, SiLU gate), registered as torch ops:
+// torch.ops.sluicegate.*
 //
 // A decode step runs ~35 small ops per layer, and at one row torch's composite ops cost more than
 // their arithmetic: F.rms_norm is ~10 aten calls (13 µs for 576 values), rotary embedding plus the
